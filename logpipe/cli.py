@@ -1,0 +1,182 @@
+"""The `logpipe` command line: parse flags, build Settings, call one module. Nothing more."""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, Optional, TypeVar
+
+import typer
+
+from logpipe import __version__
+from logpipe.errors import LogpipeError
+
+app = typer.Typer(
+    help="Turn API request logs into per-customer daily statistics (Bytewax + InfluxDB).",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=True,
+)
+_state = {"debug": False}
+F = TypeVar("F", bound=Callable[..., Any])
+
+# Options shared by several commands (None = keep the setting from .env / environment).
+InfluxUrl = Annotated[
+    Optional[str], typer.Option(help="InfluxDB URL [env LOGPIPE_INFLUX_URL]", show_default=False)
+]
+Database = Annotated[
+    Optional[str],
+    typer.Option(help="database (2.x: bucket) [env LOGPIPE_INFLUX_DATABASE]", show_default=False),
+]
+StateDir = Annotated[
+    Optional[Path],
+    typer.Option(help="offsets, dead letters, logs [env LOGPIPE_STATE_DIR]", show_default=False),
+]
+Port = Annotated[Optional[int], typer.Option(help="API port [env LOGPIPE_API_PORT; 8000]")]
+
+
+def _friendly(command: F) -> F:
+    """User mistakes and unreachable servers end in one line and exit code 1 (--debug: all)."""
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except LogpipeError as exc:
+            if _state["debug"]:
+                raise
+            typer.secho(f"Error: {exc}", err=True, fg="red")
+            raise typer.Exit(1) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"logpipe {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    debug: Annotated[bool, typer.Option("--debug", help="log more; show tracebacks")] = False,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="print version")
+    ] = False,
+) -> None:
+    _state["debug"] = debug
+    logging.basicConfig(
+        level=logging.DEBUG if debug else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    logging.getLogger("httpx").setLevel(logging.DEBUG if debug else logging.WARNING)
+
+
+@app.command()
+@_friendly
+def generate(
+    output: Annotated[Path, typer.Option(help="file to append lines to")],
+    rate: Annotated[float, typer.Option(min=0, help="lines per second; 0 = as fast as possible")] = 10.0,
+    total: Annotated[Optional[int], typer.Option(min=1, help="stop after N lines")] = None,
+    customers: Annotated[int, typer.Option(min=1, max=100_000, help="distinct customers")] = 10,
+    seed: Annotated[Optional[int], typer.Option(help="random seed, for repeatable output")] = None,
+    backfill_days: Annotated[
+        Optional[float], typer.Option(min=0.001, help="spread timestamps over the last D days")
+    ] = None,
+) -> None:
+    """Append realistic request lines to a log file, at a steady rate.
+
+    Example: logpipe generate --output api.log --rate 5
+    """
+    from logpipe import generate as module
+
+    options = module.GenerateOptions(
+        rate=rate, total=total, customers=customers, seed=seed, backfill_days=backfill_days
+    )
+    written = module.run(output, options)
+    typer.echo(f"wrote {written} lines to {output}", err=True)
+
+
+@app.command()
+@_friendly
+def process(
+    input: Annotated[list[Path], typer.Option(help="log file to read (repeatable)")],
+    once: Annotated[bool, typer.Option(help="exit once everything up to EOF is stored")] = False,
+    workers: Annotated[Optional[int], typer.Option(min=1, help="Bytewax workers [1]")] = None,
+    influx_url: InfluxUrl = None,
+    database: Database = None,
+    state_dir: StateDir = None,
+) -> None:
+    """Tail log files into InfluxDB, resuming where the last run stopped.
+
+    Example: logpipe process --input api.log --once
+    """
+    from logpipe import process as module
+    from logpipe.config import load_settings
+
+    settings = load_settings(
+        influx_url=influx_url, influx_database=database, state_dir=state_dir, workers=workers
+    )
+    counters = module.run(settings, input, once=once)
+    summary = counters.as_dict()
+    typer.echo(
+        f"read {summary['read']} lines: stored {summary['stored']}, "
+        f"rejected {summary['rejected']}"
+        + (f" (see {settings.dead_letter_path})" if summary["rejected"] else ""),
+        err=True,
+    )
+
+
+@app.command()
+@_friendly
+def serve(
+    host: Annotated[
+        Optional[str],
+        typer.Option(help="address to bind; 127.0.0.1 keeps the API private to this machine"),
+    ] = None,
+    port: Port = None,
+    influx_url: InfluxUrl = None,
+    database: Database = None,
+) -> None:
+    """Serve the statistics API (OpenAPI docs at /docs).
+
+    Example: logpipe serve --port 8000
+    """
+    from logpipe import serve as module
+    from logpipe.config import load_settings
+
+    settings = load_settings(
+        api_host=host, api_port=port, influx_url=influx_url, influx_database=database
+    )
+    module.run(settings)
+
+
+@app.command("run-all")
+@_friendly
+def run_all(
+    rate: Annotated[float, typer.Option(min=0, help="generated lines per second")] = 5.0,
+    customers: Annotated[int, typer.Option(min=1, help="distinct customers")] = 10,
+    port: Port = None,
+    generate: Annotated[bool, typer.Option(help="run the generator")] = True,
+    log_file: Annotated[Optional[Path], typer.Option(help="the log file to write and read")] = None,
+    influx_url: InfluxUrl = None,
+    state_dir: StateDir = None,
+) -> None:
+    """Generator, processor and API together, with InfluxDB, until Ctrl-C.
+
+    Example: logpipe run-all --rate 5
+    """
+    from logpipe import run_all as module
+    from logpipe.config import load_settings
+
+    settings = load_settings(api_port=port, influx_url=influx_url, state_dir=state_dir)
+    options = module.RunAllOptions(
+        rate=rate, customers=customers, generate=generate, log_file=log_file
+    )
+    raise typer.Exit(module.run(settings, options))
+
+
+def main() -> None:
+    app(prog_name="logpipe")

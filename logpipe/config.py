@@ -1,0 +1,78 @@
+"""One Settings object for every command: defaults < .env < LOGPIPE_* environment < CLI flags."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import platformdirs
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from logpipe.errors import ConfigError
+
+DEFAULT_INFLUX_URL = "http://127.0.0.1:8086"
+DEFAULT_DATABASE = "logpipe"
+MEASUREMENT = "requests"
+
+
+def default_state_dir() -> Path:
+    """Where offsets, dead letters and child logs live (e.g. ~/.local/state/logpipe)."""
+    return Path(platformdirs.user_state_dir("logpipe"))
+
+
+def default_data_dir() -> Path:
+    """Where `run-all` keeps its private InfluxDB between runs."""
+    return Path(platformdirs.user_data_dir("logpipe"))
+
+
+class Settings(BaseSettings):
+    """Every setting logpipe reads. Environment names are LOGPIPE_ + the field name in capitals."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="LOGPIPE_", env_file=".env", extra="ignore", validate_default=True
+    )
+
+    influx_url: str = DEFAULT_INFLUX_URL
+    influx_database: str = DEFAULT_DATABASE
+    influx_token: SecretStr | None = None
+    influx_username: str | None = None
+    influx_password: SecretStr | None = None
+    influx_timeout: float = Field(10.0, gt=0, description="seconds per InfluxDB request")
+
+    state_dir: Path = Field(default_factory=default_state_dir)
+    batch_size: int = Field(5000, ge=1, le=100_000, description="points per write")
+    flush_interval: float = Field(0.2, gt=0, description="seconds a point may wait in a batch")
+    snapshot_interval: float = Field(1.0, gt=0, description="seconds between recovery snapshots")
+    workers: int = Field(1, ge=1, le=64)
+
+    failure_status: int = Field(500, ge=100, le=600, description="status >= this counts as failed")
+    api_host: str = "127.0.0.1"
+    api_port: int = Field(8000, ge=1, le=65535)
+
+    @field_validator("influx_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value.rstrip("/")
+
+    @property
+    def dead_letter_path(self) -> Path:
+        return self.state_dir / "dead-letter.jsonl"
+
+    @property
+    def recovery_dir(self) -> Path:
+        return self.state_dir / "recovery"
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build Settings with CLI flags (non-None overrides) on top; a bad value is a ConfigError."""
+    given = {name: value for name, value in overrides.items() if value is not None}
+    try:
+        return Settings(**given)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = ".".join(str(part) for part in first["loc"]) or "settings"
+        env_name = f"LOGPIPE_{field.upper()}"
+        raise ConfigError(f"{field} ({env_name}): {first['msg']}") from exc

@@ -1,0 +1,33 @@
+"""Every error logpipe raises on purpose. The CLI prints them as one line, exit code 1."""
+
+
+class LogpipeError(Exception):
+    """Base class: a problem the user can act on, described in one line."""
+
+
+class ConfigError(LogpipeError):
+    """A setting or flag has a value logpipe cannot use."""
+
+
+class InputError(LogpipeError):
+    """An input file cannot be found or read."""
+
+
+class InfluxUnavailable(LogpipeError):
+    """InfluxDB could not be reached, timed out, or answered 5xx/429: worth retrying."""
+
+    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class InfluxRejected(LogpipeError):
+    """InfluxDB understood the request and refused it (4xx, or an error in a query result)."""
+
+    def __init__(self, message: str, *, status_code: int | None = None) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+
+
+class InfluxNotFound(LogpipeError):
+    """No InfluxDB answers at the configured URL and none can be started here."""

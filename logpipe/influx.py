@@ -1,0 +1,167 @@
+"""The one InfluxDB client: line protocol to /write, InfluxQL to /query, over httpx.
+
+It speaks the 1.x-compatible HTTP API that InfluxDB 1.x, 2.x (v1 compatibility) and 3.x all
+serve. httpx errors and HTTP statuses become logpipe errors here and nowhere else.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+
+from logpipe.config import Settings
+from logpipe.errors import InfluxRejected, InfluxUnavailable
+
+Series = dict[str, Any]
+
+
+def _client_options(settings: Settings) -> dict[str, Any]:
+    """base_url, auth headers and timeout shared by the sync and async clients."""
+    headers = {}
+    auth = None
+    if settings.influx_token is not None:
+        headers["Authorization"] = f"Token {settings.influx_token.get_secret_value()}"
+    elif settings.influx_username:
+        password = settings.influx_password.get_secret_value() if settings.influx_password else ""
+        auth = httpx.BasicAuth(settings.influx_username, password)
+    return {
+        "base_url": settings.influx_url,
+        "headers": headers,
+        "auth": auth,
+        "timeout": httpx.Timeout(settings.influx_timeout),
+    }
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    try:
+        return float(response.headers["Retry-After"])
+    except (KeyError, ValueError):
+        return None
+
+
+def _error_message(response: httpx.Response) -> str:
+    try:
+        return str(response.json().get("error", response.text)).strip()
+    except ValueError:
+        return response.text.strip()[:500]
+
+
+def _check(response: httpx.Response, what: str) -> None:
+    """Raise InfluxUnavailable (worth retrying) or InfluxRejected for a non-2xx answer."""
+    if response.is_success:
+        return
+    message = f"InfluxDB {what} failed with {response.status_code}: {_error_message(response)}"
+    if response.status_code >= 500 or response.status_code == 429:
+        raise InfluxUnavailable(message, retry_after=_retry_after(response))
+    raise InfluxRejected(message, status_code=response.status_code)
+
+
+def _unavailable(exc: httpx.HTTPError, url: str) -> InfluxUnavailable:
+    kind = "timed out" if isinstance(exc, httpx.TimeoutException) else "is unreachable"
+    return InfluxUnavailable(f"InfluxDB at {url} {kind} ({exc.__class__.__name__}: {exc})")
+
+
+def series_of(answer: dict[str, Any]) -> list[list[Series]]:
+    """The series of each statement of a /query answer; an error in any statement raises."""
+    results = answer.get("results", [])
+    for result in results:
+        if "error" in result:
+            raise InfluxRejected(f"InfluxDB query failed: {result['error']}")
+    return [result.get("series", []) for result in results]
+
+
+class InfluxClient:
+    """Blocking client with a pooled connection, for the processor and the CLI."""
+
+    def __init__(self, settings: Settings, *, transport: httpx.BaseTransport | None = None):
+        self.settings = settings
+        self.database = settings.influx_database
+        self._http = httpx.Client(transport=transport, **_client_options(settings))
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> InfluxClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _send(self, method: str, path: str, what: str, **kwargs: Any) -> httpx.Response:
+        try:
+            response = self._http.request(method, path, **kwargs)
+        except httpx.HTTPError as exc:
+            raise _unavailable(exc, self.settings.influx_url) from exc
+        _check(response, what)
+        return response
+
+    def ping(self) -> str:
+        """The server's version; raises InfluxUnavailable when nothing answers."""
+        response = self._send("GET", "/ping", "ping")
+        return response.headers.get("X-Influxdb-Version", "unknown")
+
+    def write(self, body: bytes) -> None:
+        """Write line protocol (nanosecond timestamps). A 400 is InfluxRejected."""
+        self._send(
+            "POST",
+            "/write",
+            "write",
+            params={"db": self.database, "precision": "ns"},
+            content=body,
+        )
+
+    def query(self, q: str, *, write: bool = False) -> list[list[Series]]:
+        """Run InfluxQL statements (`;`-separated); the series of each statement."""
+        params = {"db": self.database, "q": q, "epoch": "s"}
+        if write:  # CREATE/DROP must be POSTed
+            response = self._send("POST", "/query", "query", data=params)
+        else:
+            response = self._send("GET", "/query", "query", params=params)
+        return series_of(response.json())
+
+    def ensure_database(self) -> None:
+        """Create the database on 1.x when missing; elsewhere say how to create it."""
+        name = self.database
+        try:
+            databases = self.query("SHOW DATABASES")
+            values = databases[0][0].get("values", []) if databases and databases[0] else []
+            if [name] in values:
+                return
+            self.query(f'CREATE DATABASE "{name}"', write=True)
+        except InfluxRejected as exc:
+            raise InfluxRejected(
+                f"database {name!r} is missing and could not be created ({exc}). Create it with "
+                f"`influx bucket create --name {name}` (InfluxDB 2.x) or "
+                f"`influxdb3 create database {name}` (InfluxDB 3), then run again.",
+                status_code=exc.status_code,
+            ) from exc
+
+
+class AsyncInfluxClient:
+    """Non-blocking client for the API; one per app, opened and closed by its lifespan."""
+
+    def __init__(self, settings: Settings, *, transport: httpx.AsyncBaseTransport | None = None):
+        self.settings = settings
+        self.database = settings.influx_database
+        self._http = httpx.AsyncClient(transport=transport, **_client_options(settings))
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def query(self, q: str) -> list[list[Series]]:
+        params = {"db": self.database, "q": q, "epoch": "s"}
+        try:
+            response = await self._http.get("/query", params=params)
+        except httpx.HTTPError as exc:
+            raise _unavailable(exc, self.settings.influx_url) from exc
+        _check(response, "query")
+        return series_of(response.json())
+
+    async def ping(self) -> str:
+        try:
+            response = await self._http.get("/ping")
+        except httpx.HTTPError as exc:
+            raise _unavailable(exc, self.settings.influx_url) from exc
+        _check(response, "ping")
+        return response.headers.get("X-Influxdb-Version", "unknown")

@@ -1,0 +1,122 @@
+"""Start and stop a private InfluxDB 1.x server (`influxd` on PATH) bound to 127.0.0.1.
+
+`run-all` uses it when no InfluxDB answers; the test suite uses it for a throw-away server.
+"""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import httpx
+
+from logpipe.errors import InfluxNotFound, InfluxUnavailable
+
+_CONFIG = """\
+reporting-disabled = true
+bind-address = "127.0.0.1:{rpc_port}"
+
+[meta]
+  dir = "{root}/meta"
+  logging-enabled = false
+
+[data]
+  dir = "{root}/data"
+  wal-dir = "{root}/wal"
+  query-log-enabled = false
+  index-version = "inmem"
+
+[http]
+  bind-address = "127.0.0.1:{port}"
+  log-enabled = false
+  pprof-enabled = false
+
+[monitor]
+  store-enabled = false
+
+[subscriber]
+  enabled = false
+
+[continuous_queries]
+  enabled = false
+"""
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def find_influxd() -> str | None:
+    return shutil.which("influxd")
+
+
+class LocalInfluxd:
+    """An `influxd` child process with its own data directory and free ports."""
+
+    def __init__(self, root: Path, *, binary: str | None = None, port: int | None = None):
+        self.root = root
+        self.binary = binary or find_influxd()
+        if self.binary is None:
+            raise InfluxNotFound("no `influxd` on PATH (Debian/Ubuntu: apt-get install influxdb)")
+        self.port = port or free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log_path = root / "influxd.log"
+        self._process: subprocess.Popen[bytes] | None = None
+
+    def start(self, *, timeout: float = 30.0) -> LocalInfluxd:
+        self.root.mkdir(parents=True, exist_ok=True)
+        config = self.root / "influxdb.conf"
+        config.write_text(_CONFIG.format(root=self.root, port=self.port, rpc_port=free_port()))
+        with self.log_path.open("ab") as log:
+            self._process = subprocess.Popen(
+                [self.binary, "-config", str(config)],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,  # Ctrl-C in a terminal reaches us, not influxd directly
+            )
+        self._wait_ready(timeout)
+        return self
+
+    def _wait_ready(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self._process is not None and self._process.poll() is not None:
+                tail = self.log_path.read_text(errors="replace")[-1500:]
+                raise InfluxUnavailable(f"influxd exited at start ({self.log_path}):\n{tail}")
+            try:
+                if httpx.get(f"{self.url}/ping", timeout=1.0).status_code == 204:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        self.stop()
+        raise InfluxUnavailable(f"influxd did not answer on {self.url} within {timeout:.0f} s")
+
+    def stop(self, *, timeout: float = 10.0) -> None:
+        """Stop the server (SIGTERM, then SIGKILL after `timeout`) and reap it."""
+        process, self._process = self._process, None
+        if process is None or process.poll() is not None:
+            return
+        process.terminate()
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid if self._process else None
+
+    def __enter__(self) -> LocalInfluxd:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

@@ -1,0 +1,216 @@
+"""The Bytewax sink: batches points, writes them to InfluxDB from a writer thread, and never
+lets a recovery snapshot cover a point InfluxDB has not acknowledged."""
+
+from __future__ import annotations
+
+import json
+import logging
+import queue
+import random
+import threading
+import time
+import zlib
+from pathlib import Path
+from typing import Any
+
+from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition
+
+from logpipe.config import Settings
+from logpipe.errors import InfluxRejected, InfluxUnavailable, LogpipeError
+from logpipe.influx import InfluxClient
+from logpipe.process.counters import Counters
+from logpipe.process.parse import Parsed, Reject
+
+log = logging.getLogger(__name__)
+
+MAX_QUEUED = 8
+"""Point lists waiting for the writer; when full, the dataflow waits (bounded memory)."""
+_STOP = object()
+
+
+class DeadLetters:
+    """Appends rejected lines as JSON lines; shared by every sink partition of the process."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._lock = threading.Lock()
+        self._file: Any = None
+
+    def add(self, rejects: list[Reject]) -> None:
+        if not rejects:
+            return
+        with self._lock:
+            if self._file is None:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                self._file = self.path.open("a", encoding="utf-8")
+            for reject in rejects:
+                self._file.write(json.dumps(reject._asdict(), ensure_ascii=False) + "\n")
+
+    def flush(self) -> None:
+        with self._lock:
+            if self._file is not None:
+                self._file.flush()
+
+
+def backoff_delay(attempt: int, *, base: float = 0.2, cap: float = 10.0) -> float:
+    """Exponential backoff with full jitter: uniform in [0, min(cap, base * 2**attempt)]."""
+    return random.uniform(0, min(cap, base * 2**attempt))
+
+
+class _Writer(threading.Thread):
+    """Owns one InfluxDB client. Takes point lists from a bounded queue and writes them in
+    batches of `batch_size`, or sooner when a point has waited `flush_interval`."""
+
+    def __init__(self, settings: Settings, counters: Counters, dead: DeadLetters) -> None:
+        super().__init__(name="logpipe-writer", daemon=True)
+        self._client = InfluxClient(settings)
+        self._batch_size = settings.batch_size
+        self._flush_interval = settings.flush_interval
+        self._counters = counters
+        self._dead = dead
+        self._queue: queue.Queue[Any] = queue.Queue(MAX_QUEUED)
+        self.error: BaseException | None = None
+
+    def put(self, item: Any) -> None:
+        """Queue points (or a flush Event); blocks while the queue is full."""
+        while True:
+            self._raise_if_failed()
+            try:
+                self._queue.put(item, timeout=0.5)
+                return
+            except queue.Full:
+                continue
+
+    def flush(self) -> None:
+        """Return once every point put so far is acknowledged by InfluxDB."""
+        done = threading.Event()
+        self.put(done)
+        while not done.wait(0.5):
+            self._raise_if_failed()
+
+    def _raise_if_failed(self) -> None:
+        if self.error is not None:
+            raise LogpipeError(f"writing to InfluxDB failed: {self.error}") from self.error
+        if not self.is_alive():
+            raise LogpipeError("the InfluxDB writer thread stopped")
+
+    def stop(self) -> None:
+        if self.is_alive():
+            self.put(_STOP)
+            self.join()
+        self._client.close()
+
+    def run(self) -> None:
+        try:
+            self._loop()
+        except BaseException as exc:  # handed to the dataflow thread by _raise_if_failed
+            self.error = exc
+
+    def _loop(self) -> None:
+        buffer: list[str] = []
+        deadline = 0.0
+        while True:
+            timeout = max(0.0, deadline - time.monotonic()) if buffer else None
+            try:
+                item = self._queue.get(timeout=timeout)
+            except queue.Empty:
+                self._write(buffer)
+                buffer = []
+                continue
+            if item is _STOP or isinstance(item, threading.Event):
+                self._write(buffer)
+                buffer = []
+                if item is _STOP:
+                    return
+                item.set()
+                continue
+            if not buffer:
+                deadline = time.monotonic() + self._flush_interval
+            buffer.extend(item)
+            while len(buffer) >= self._batch_size:
+                self._write(buffer[: self._batch_size])
+                buffer = buffer[self._batch_size :]
+
+    def _write(self, points: list[str]) -> None:
+        if not points:
+            return
+        body = "\n".join(points).encode("utf-8")
+        attempt = 0
+        while True:
+            try:
+                self._client.write(body)
+            except InfluxUnavailable as exc:
+                attempt += 1
+                delay = exc.retry_after or backoff_delay(attempt)
+                self._counters.add(write_retries=1)
+                log.warning("%s; retry %d in %.1f s", exc, attempt, delay)
+                time.sleep(delay)
+                continue
+            except InfluxRejected as exc:
+                if exc.status_code != 400:
+                    raise
+                self._split_refused(points, exc)
+                return
+            self._counters.add(stored=len(points))
+            return
+
+    def _split_refused(self, points: list[str], exc: InfluxRejected) -> None:
+        """A 400: find the refused points by halving (rewriting a stored point is harmless:
+        the same point overwrites itself) and dead-letter them with InfluxDB's reason."""
+        if len(points) == 1:
+            self._dead.add([Reject("", -1, f"refused by InfluxDB: {exc}", points[0])])
+            self._counters.add(rejected=1)
+            return
+        middle = len(points) // 2
+        self._write(points[:middle])
+        self._write(points[middle:])
+
+
+class _InfluxPartition(StatefulSinkPartition[Parsed, None]):
+    def __init__(self, writer: _Writer, counters: Counters, dead: DeadLetters) -> None:
+        self._writer = writer
+        self._counters = counters
+        self._dead = dead
+
+    def write_batch(self, values: list[Parsed]) -> None:
+        for parsed in values:
+            self._counters.add(
+                read=len(parsed.points) + len(parsed.rejects), rejected=len(parsed.rejects)
+            )
+            self._dead.add(parsed.rejects)
+            if parsed.points:
+                self._writer.put(parsed.points)
+
+    def snapshot(self) -> None:
+        # Bytewax snapshots the source offsets of this epoch together with this call: wait
+        # until everything before them is stored, so a restart never skips a line.
+        self._writer.flush()
+        self._dead.flush()
+
+    def close(self) -> None:
+        self._writer.flush()
+        self._dead.flush()
+        self._writer.stop()
+
+
+class InfluxSink(FixedPartitionedSink[Parsed, None]):
+    """One partition (writer thread and client) per worker; points are routed by input file."""
+
+    def __init__(
+        self, settings: Settings, *, partitions: int, counters: Counters, dead: DeadLetters
+    ) -> None:
+        self._settings = settings
+        self._partitions = partitions
+        self._counters = counters
+        self._dead = dead
+
+    def list_parts(self) -> list[str]:
+        return [f"influx-{index}" for index in range(self._partitions)]
+
+    def part_fn(self, item_key: str) -> int:
+        return zlib.crc32(item_key.encode("utf-8"))
+
+    def build_part(self, step_id: str, for_part: str, resume_state: None) -> _InfluxPartition:
+        writer = _Writer(self._settings, self._counters, self._dead)
+        writer.start()
+        return _InfluxPartition(writer, self._counters, self._dead)

@@ -1,0 +1,84 @@
+"""Daily statistics: the InfluxQL that computes them and the rows it returns. Pure functions.
+
+All aggregation happens inside InfluxDB, grouped by UTC day, in one /query round trip: one
+statement for totals and latencies, one for the failed count (status >= the threshold).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta, timezone
+from typing import Any
+
+from logpipe.config import MEASUREMENT
+from logpipe.schema import influxql_string
+
+_NS = 1_000_000_000
+
+
+@dataclass(frozen=True)
+class DayStats:
+    date: date
+    total_requests: int
+    successful_requests: int
+    failed_requests: int
+    uptime: float
+    """100 * successful / total."""
+    average_latency: float
+    median_latency: float
+    p99_latency: float
+
+
+def _day_ns(day: date) -> int:
+    return int(datetime(day.year, day.month, day.day, tzinfo=timezone.utc).timestamp()) * _NS
+
+
+def stats_query(customer_id: str, first: date, last: date, *, failure_status: int) -> str:
+    """InfluxQL for the days first..last (inclusive). `customer_id` must be valid already."""
+    where = (
+        f"customer_id = {influxql_string(customer_id)}"
+        f" AND time >= {_day_ns(first)} AND time < {_day_ns(last + timedelta(days=1))}"
+    )
+    return (
+        "SELECT count(latency) AS total, mean(latency) AS average, median(latency) AS median,"
+        f" percentile(latency, 99) AS p99 FROM {MEASUREMENT} WHERE {where}"
+        " GROUP BY time(1d) fill(none);"
+        f" SELECT count(latency) AS failed FROM {MEASUREMENT} WHERE {where}"
+        f" AND status >= {int(failure_status)} GROUP BY time(1d) fill(none)"
+    )
+
+
+def _rows(series: list[dict[str, Any]]) -> dict[int, dict[str, Any]]:
+    rows: dict[int, dict[str, Any]] = {}
+    for one in series:
+        columns = one["columns"]
+        for values in one.get("values", []):
+            row = dict(zip(columns, values))
+            rows[int(row["time"])] = row
+    return rows
+
+
+def day_stats(statements: list[list[dict[str, Any]]]) -> list[DayStats]:
+    """Turn the two statements' series (epoch=s) into one DayStats per day with requests."""
+    totals = _rows(statements[0]) if statements else {}
+    failures = _rows(statements[1]) if len(statements) > 1 else {}
+    days = []
+    for epoch in sorted(totals):
+        row = totals[epoch]
+        total = int(row["total"])
+        if total == 0:
+            continue
+        failed = int(failures.get(epoch, {}).get("failed") or 0)
+        days.append(
+            DayStats(
+                date=datetime.fromtimestamp(epoch, timezone.utc).date(),
+                total_requests=total,
+                successful_requests=total - failed,
+                failed_requests=failed,
+                uptime=100.0 * (total - failed) / total,
+                average_latency=float(row["average"]),
+                median_latency=float(row["median"]),
+                p99_latency=float(row["p99"]),
+            )
+        )
+    return days
