@@ -78,7 +78,9 @@ def _main(
 @_friendly
 def generate(
     output: Annotated[Path, typer.Option(help="file to append lines to")],
-    rate: Annotated[float, typer.Option(min=0, help="lines per second; 0 = as fast as possible")] = 10.0,
+    rate: Annotated[
+        float, typer.Option(min=0, help="lines per second; 0 = as fast as possible")
+    ] = 10.0,
     total: Annotated[Optional[int], typer.Option(min=1, help="stop after N lines")] = None,
     customers: Annotated[int, typer.Option(min=1, max=100_000, help="distinct customers")] = 10,
     seed: Annotated[Optional[int], typer.Option(help="random seed, for repeatable output")] = None,
@@ -160,7 +162,9 @@ def run_all(
     customers: Annotated[int, typer.Option(min=1, help="distinct customers")] = 10,
     port: Port = None,
     generate: Annotated[bool, typer.Option(help="run the generator")] = True,
-    log_file: Annotated[Optional[Path], typer.Option(help="the log file to write and read")] = None,
+    log_file: Annotated[
+        Optional[Path], typer.Option(help="the log file to write and read")
+    ] = None,
     influx_url: InfluxUrl = None,
     state_dir: StateDir = None,
 ) -> None:

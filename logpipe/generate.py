@@ -6,6 +6,7 @@ the achieved rate holds from a few lines to tens of thousands of lines per secon
 
 from __future__ import annotations
 
+import contextlib
 import math
 import random
 import time
@@ -90,15 +91,14 @@ def run(
     maker = LineMaker(rng, options.customers)
     output.parent.mkdir(parents=True, exist_ok=True)
     written = 0
-    with output.open("a", encoding="utf-8") as out:
-        try:
-            written = _pace(out, options, maker, rng, clock=clock, sleep=sleep, on_batch=on_batch)
-        except KeyboardInterrupt:
-            pass
+    with output.open("a", encoding="utf-8") as out, contextlib.suppress(KeyboardInterrupt):
+        for written in _paced_batches(out, options, maker, rng, clock=clock, sleep=sleep):
+            if on_batch is not None:
+                on_batch(written)
     return written
 
 
-def _pace(
+def _paced_batches(
     out: TextIO,
     options: GenerateOptions,
     maker: LineMaker,
@@ -106,8 +106,8 @@ def _pace(
     *,
     clock: Callable[[], float],
     sleep: Callable[[float], None],
-    on_batch: Callable[[int], None] | None,
-) -> int:
+) -> Iterator[int]:
+    """Write what is due, one batch per tick; yields the running total after each batch."""
     written = 0
     started = clock()
     while options.total is None or written < options.total:
@@ -119,12 +119,10 @@ def _pace(
         if options.total is not None:
             count = min(count, options.total - written)
         if count <= 0:
-            sleep(min(0.1, started + written / options.rate - now))
+            sleep(min(0.1, max(0.001, started + written / options.rate - now)))
             continue
         stamps = _timestamps(options, rng, now, written, count)
         out.write("".join(maker.line(stamp) for stamp in stamps))
         out.flush()
         written += count
-        if on_batch is not None:
-            on_batch(written)
-    return written
+        yield written

@@ -61,9 +61,10 @@ class LocalInfluxd:
 
     def __init__(self, root: Path, *, binary: str | None = None, port: int | None = None):
         self.root = root
-        self.binary = binary or find_influxd()
-        if self.binary is None:
+        found = binary or find_influxd()
+        if found is None:
             raise InfluxNotFound("no `influxd` on PATH (Debian/Ubuntu: apt-get install influxdb)")
+        self.binary = found
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = root / "influxd.log"

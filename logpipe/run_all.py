@@ -107,7 +107,9 @@ def _watch(children: list[Child], report: Callable[[str], None]) -> int:
         time.sleep(0.5)
 
 
-def run(settings: Settings, options: RunAllOptions, *, report: Callable[[str], None] = print) -> int:
+def run(
+    settings: Settings, options: RunAllOptions, *, report: Callable[[str], None] = print
+) -> int:
     """Run until Ctrl-C or SIGTERM (exit code 0) or until a child dies (exit code 1)."""
     log_dir = settings.state_dir / "logs"
     log_dir.mkdir(parents=True, exist_ok=True)

@@ -29,9 +29,7 @@ def is_valid_customer_id(customer_id: str) -> bool:
 
 def escape_tag(value: str) -> str:
     """Escape a tag key or value for line protocol (backslash, comma, equals sign, space)."""
-    return (
-        value.replace("\\", "\\\\").replace(",", "\\,").replace("=", "\\=").replace(" ", "\\ ")
-    )
+    return value.replace("\\", "\\\\").replace(",", "\\,").replace("=", "\\=").replace(" ", "\\ ")
 
 
 def escape_field_string(value: str) -> str:

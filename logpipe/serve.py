@@ -58,9 +58,7 @@ def _parse_day(name: str, value: str) -> date:
         raise HTTPException(422, f"{name}: {value!r} is not a real date") from None
 
 
-def date_range(
-    from_date: str | None, to_date: str | None, *, today: date
-) -> tuple[date, date]:
+def date_range(from_date: str | None, to_date: str | None, *, today: date) -> tuple[date, date]:
     """Validate the requested days: both dates real, in order, at most MAX_RANGE_DAYS."""
     if from_date is None:
         raise HTTPException(422, "from_date is required (YYYY-MM-DD)")

@@ -53,7 +53,7 @@ def _rows(series: list[dict[str, Any]]) -> dict[int, dict[str, Any]]:
     for one in series:
         columns = one["columns"]
         for values in one.get("values", []):
-            row = dict(zip(columns, values))
+            row = dict(zip(columns, values, strict=True))
             rows[int(row["time"])] = row
     return rows
 

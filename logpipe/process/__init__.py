@@ -34,12 +34,16 @@ def _keyed_parse(chunk: Chunk) -> tuple[str, Parsed]:
 
 
 def build_flow(
-    settings: Settings, inputs: list[Path], *, once: bool, counters: Counters
+    settings: Settings,
+    inputs: list[Path],
+    *,
+    once: bool,
+    counters: Counters,
+    dead: DeadLetters,
 ) -> Dataflow:
     flow = Dataflow("logpipe")
     chunks = op.input("read", flow, LogFileSource(inputs, once=once))
     parsed = op.map("parse", chunks, _keyed_parse)
-    dead = DeadLetters(settings.dead_letter_path)
     sink = InfluxSink(settings, partitions=settings.workers, counters=counters, dead=dead)
     op.output("store", parsed, sink)
     return flow
@@ -74,11 +78,15 @@ def run(settings: Settings, inputs: list[Path], *, once: bool = False) -> Counte
         client.ensure_database()
     log.info("InfluxDB %s at %s, database %r", version, settings.influx_url, client.database)
     counters = Counters()
-    flow = build_flow(settings, inputs, once=once, counters=counters)
-    cli_main(
-        flow,
-        workers_per_process=settings.workers,
-        epoch_interval=timedelta(seconds=settings.snapshot_interval),
-        recovery_config=_recovery(settings),
-    )
+    dead = DeadLetters(settings.dead_letter_path)
+    flow = build_flow(settings, inputs, once=once, counters=counters, dead=dead)
+    try:
+        cli_main(
+            flow,
+            workers_per_process=settings.workers,
+            epoch_interval=timedelta(seconds=settings.snapshot_interval),
+            recovery_config=_recovery(settings),
+        )
+    finally:
+        dead.close()
     return counters

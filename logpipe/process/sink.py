@@ -51,6 +51,12 @@ class DeadLetters:
             if self._file is not None:
                 self._file.flush()
 
+    def close(self) -> None:
+        with self._lock:
+            if self._file is not None:
+                self._file.close()
+                self._file = None
+
 
 def backoff_delay(attempt: int, *, base: float = 0.2, cap: float = 10.0) -> float:
     """Exponential backoff with full jitter: uniform in [0, min(cap, base * 2**attempt)]."""
@@ -117,11 +123,12 @@ class _Writer(threading.Thread):
                 self._write(buffer)
                 buffer = []
                 continue
-            if item is _STOP or isinstance(item, threading.Event):
+            if item is _STOP:
+                self._write(buffer)
+                return
+            if isinstance(item, threading.Event):  # a flush: write everything, then say so
                 self._write(buffer)
                 buffer = []
-                if item is _STOP:
-                    return
                 item.set()
                 continue
             if not buffer:

@@ -1,0 +1,27 @@
+# Sourced by the other scripts: installs what a fresh Debian/Ubuntu machine lacks.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+
+apt_install() {
+  if [ ! -f /var/lib/logpipe-apt-updated ] && [ -z "${LOGPIPE_APT_UPDATED:-}" ]; then
+    as_root apt-get update -q
+    export LOGPIPE_APT_UPDATED=1
+  fi
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q "$@"
+}
+
+ensure_influxd() {
+  command -v influxd >/dev/null || apt_install influxdb
+  influxd version
+}
+
+# .venv with logpipe (editable) and its test tools
+ensure_venv() {
+  if [ ! -x .venv/bin/python ]; then
+    python3 -m venv .venv 2>/dev/null || { apt_install python3-venv && python3 -m venv .venv; }
+  fi
+  .venv/bin/python -m pip install -q --upgrade pip
+  .venv/bin/python -m pip install -q -e '.[test]' 'nox>=2024.4'
+}

@@ -1,0 +1,76 @@
+"""Fixtures: a real `influxd` (Debian package `influxdb`) for the whole session, a fresh
+database and state directory per test. Integration tests never skip: no influxd is a failure."""
+
+from __future__ import annotations
+
+import itertools
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import uvicorn
+
+from logpipe.config import Settings, load_settings
+from logpipe.influxd import LocalInfluxd, find_influxd, free_port
+from logpipe.serve import create_app
+
+_databases = itertools.count()
+
+
+@pytest.fixture(scope="session")
+def influxd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalInfluxd]:
+    if find_influxd() is None:
+        pytest.fail("integration tests need `influxd` on PATH: apt-get install influxdb")
+    server = LocalInfluxd(tmp_path_factory.mktemp("influxd"))
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def settings(influxd: LocalInfluxd, tmp_path: Path) -> Settings:
+    """Settings pointing at the session's server, with a database of this test's own."""
+    return load_settings(
+        influx_url=influxd.url,
+        influx_database=f"test_{next(_databases)}",
+        state_dir=tmp_path / "state",
+        snapshot_interval=0.5,
+    )
+
+
+@pytest.fixture
+def settings_env(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Settings:
+    """The same settings, also exported as LOGPIPE_* for commands run through the CLI."""
+    monkeypatch.setenv("LOGPIPE_INFLUX_URL", settings.influx_url)
+    monkeypatch.setenv("LOGPIPE_INFLUX_DATABASE", settings.influx_database)
+    monkeypatch.setenv("LOGPIPE_STATE_DIR", str(settings.state_dir))
+    monkeypatch.setenv("LOGPIPE_SNAPSHOT_INTERVAL", "0.5")
+    return settings
+
+
+@contextmanager
+def running_api(settings: Settings, **app_options: Any) -> Iterator[httpx.Client]:
+    """The real app on uvicorn in a thread, on a free port; yields a client for it."""
+    port = free_port()
+    config = uvicorn.Config(
+        create_app(settings, **app_options), host="127.0.0.1", port=port, log_level="warning"
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("uvicorn did not start")
+        time.sleep(0.02)
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
+            yield client
+    finally:
+        server.should_exit = True
+        thread.join(10)

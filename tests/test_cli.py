@@ -1,0 +1,73 @@
+"""The command line: help everywhere, and user mistakes end in one clear line, exit code 1."""
+
+from __future__ import annotations
+
+import pytest
+from typer.testing import CliRunner
+
+from logpipe import __version__
+from logpipe.cli import app
+from logpipe.influxd import free_port
+
+runner = CliRunner()
+COMMANDS = ["generate", "process", "serve", "run-all"]
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_command_has_help_with_an_example(command):
+    result = runner.invoke(app, [command, "--help"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0
+    assert f"Example: logpipe {command}" in result.output
+
+
+def test_version():
+    result = runner.invoke(app, ["--version"])
+    assert result.exit_code == 0 and result.output.strip() == f"logpipe {__version__}"
+
+
+def test_missing_input_file_is_one_line(tmp_path):
+    result = runner.invoke(app, ["process", "--input", str(tmp_path / "nope.log"), "--once"])
+    assert result.exit_code == 1
+    assert (
+        result.output.strip()
+        == f"Error: input {tmp_path / 'nope.log'} does not exist or is not a file"
+    )
+
+
+def test_unreachable_influxdb_is_one_line(tmp_path):
+    log = tmp_path / "a.log"
+    log.write_text("")
+    url = f"http://127.0.0.1:{free_port()}"
+    result = runner.invoke(
+        app,
+        [
+            "process",
+            "--input",
+            str(log),
+            "--once",
+            "--influx-url",
+            url,
+            "--state-dir",
+            str(tmp_path),
+        ],
+    )
+    assert result.exit_code == 1
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"Error: InfluxDB at {url} is unreachable")
+
+
+def test_bad_setting_in_environment_names_the_variable(tmp_path):
+    log = tmp_path / "a.log"
+    log.write_text("")
+    result = runner.invoke(
+        app, ["process", "--input", str(log)], env={"LOGPIPE_INFLUX_URL": "localhost:8086"}
+    )
+    assert result.exit_code == 1
+    assert "LOGPIPE_INFLUX_URL" in result.output and "http://" in result.output
+
+
+def test_bad_flag_value_is_refused_before_anything_runs(tmp_path):
+    result = runner.invoke(app, ["generate", "--output", str(tmp_path / "x"), "--rate", "-1"])
+    assert result.exit_code == 2
+    assert "--rate" in result.output
+    assert not (tmp_path / "x").exists()

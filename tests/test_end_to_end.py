@@ -1,0 +1,99 @@
+"""generate -> process --once -> InfluxDB -> the API, all real, checked against the file."""
+
+from __future__ import annotations
+
+import pytest
+from typer.testing import CliRunner
+
+from logpipe.cli import app
+from logpipe.influx import InfluxClient
+from tests.conftest import running_api
+from tests.reference import daily_stats
+
+runner = CliRunner()
+TOTAL = 20_000
+
+
+def _count(settings) -> int:
+    with InfluxClient(settings) as client:
+        (series,) = client.query("SELECT count(latency) FROM requests")
+    return series[0]["values"][0][1] if series else 0
+
+
+@pytest.fixture
+def loaded(settings_env, tmp_path):
+    log = tmp_path / "api.log"
+    result = runner.invoke(
+        app,
+        [
+            "generate",
+            "--output",
+            str(log),
+            "--total",
+            str(TOTAL),
+            "--seed",
+            "1",
+            "--backfill-days",
+            "7",
+            "--rate",
+            "0",
+            "--customers",
+            "6",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    result = runner.invoke(app, ["process", "--input", str(log), "--once"])
+    assert result.exit_code == 0, result.output
+    assert f"stored {TOTAL}, rejected 0" in result.output
+    return settings_env, log
+
+
+def test_every_line_becomes_exactly_one_point(loaded):
+    settings, log = loaded
+    assert _count(settings) == TOTAL
+    # a second run resumes at the end: nothing read, nothing doubled
+    result = runner.invoke(app, ["process", "--input", str(log), "--once"])
+    assert "read 0 lines" in result.output
+    assert _count(settings) == TOTAL
+
+
+def test_api_daily_stats_equal_an_independent_computation(loaded):
+    settings, log = loaded
+    expected = daily_stats(log)
+    assert len(expected) == 6
+    first_day = min(day for days in expected.values() for day in days)
+    last_day = max(day for days in expected.values() for day in days)
+    with running_api(settings) as client:
+        for customer, days in expected.items():
+            response = client.get(
+                f"/customers/{customer}/stats", params={"from": first_day, "to": last_day}
+            )
+            assert response.status_code == 200, response.text
+            body = response.json()
+            assert body["failure_status"] == 500
+            assert [day["date"] for day in body["days"]] == sorted(days)
+            for got in body["days"]:
+                want = days[got["date"]]
+                for name in ("total_requests", "successful_requests", "failed_requests"):
+                    assert got[name] == want[name], (customer, got["date"], name)
+                for name in ("uptime", "average_latency", "median_latency", "p99_latency"):
+                    assert got[name] == pytest.approx(want[name], rel=1e-9), (customer, name)
+
+
+def test_rejected_lines_go_to_the_dead_letter_file_and_valid_ones_are_stored(
+    settings_env, tmp_path
+):
+    log = tmp_path / "mixed.log"
+    log.write_bytes(
+        b"2026-10-06 09:42:36 cust_1 /a 200 0.5\n"
+        b"not a request\n"
+        b"2026-10-06 09:42:36 cust_1 /a 200 0.5\r\n"
+        b"2026-10-06 09:42:37 cust_1 /a 999 0.5\n"
+        b"2026-10-06 09:42:38 cust_2 /a 503 0.25"  # no final newline: --once stores it
+    )
+    result = runner.invoke(app, ["process", "--input", str(log), "--once"])
+    assert result.exit_code == 0, result.output
+    assert "read 5 lines: stored 3, rejected 2" in result.output
+    assert _count(settings_env) == 3
+    dead = settings_env.dead_letter_path.read_text().splitlines()
+    assert len(dead) == 2 and '"raw": "not a request"' in dead[0] and "status" in dead[1]

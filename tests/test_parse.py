@@ -1,0 +1,87 @@
+import pytest
+
+from logpipe.process.parse import (
+    MAX_LINE_BYTES,
+    Chunk,
+    ParseError,
+    parse_chunk,
+    parse_seed_line,
+)
+
+GOOD = "2026-10-06 09:42:36 cust_2 /api/v1/resource3 201 0.524"
+
+
+def test_seed_line_fields():
+    request = parse_seed_line(GOOD)
+    assert request.epoch_seconds == 1791279756  # 2026-10-06T09:42:36Z
+    assert request.customer_id == "cust_2"
+    assert request.path == "/api/v1/resource3"
+    assert request.status == 201
+    assert request.latency == 0.524
+
+
+def test_windows_line_ending_is_a_valid_line():
+    assert parse_seed_line(GOOD + "\r") == parse_seed_line(GOOD)
+
+
+@pytest.mark.parametrize(
+    ("line", "reason"),
+    [
+        ("2026-10-06 09:42:36 cust_2 /x 201", "expected 6"),
+        ("2026-10-06 09:42:36 cust_2 /x 201 0.5 extra", "expected 6"),
+        ("2026-02-30 09:42:36 cust_2 /x 201 0.5", "impossible date"),
+        ("2026-1-06 09:42:36 cust_2 /x 201 0.5", "not YYYY-MM-DD"),
+        ("2026-10-06 24:00:00 cust_2 /x 201 0.5", "impossible time"),
+        ("2026-10-06 9:42:36 cust_2 /x 201 0.5", "not HH:MM:SS"),
+        ("2026-10-06 09:42:36 cust_2 /x 99 0.5", "status"),
+        ("2026-10-06 09:42:36 cust_2 /x 600 0.5", "status"),
+        ("2026-10-06 09:42:36 cust_2 /x 2O1 0.5", "status"),
+        ("2026-10-06 09:42:36 cust_2 /x +20 0.5", "status"),
+        ("2026-10-06 09:42:36 cust_2 /x 201 -0.5", "latency"),
+        ("2026-10-06 09:42:36 cust_2 /x 201 nan", "latency"),
+        ("2026-10-06 09:42:36 cust_2 /x 201 inf", "latency"),
+        ("2026-10-06 09:42:36 cust_2 /x 201 fast", "latency"),
+        ("2026-10-06 09:42:36 cust$2 /x 201 0.5", "customer id"),
+        ("2026-10-06 09:42:36 " + "c" * 129 + " /x 201 0.5", "customer id"),
+    ],
+)
+def test_invalid_lines_say_why(line, reason):
+    with pytest.raises(ParseError, match=reason):
+        parse_seed_line(line)
+
+
+def test_chunk_turns_every_line_into_a_point_or_a_reject_with_its_offset():
+    lines = [GOOD, "garbage", GOOD.replace("cust_2", "cust_3"), "", "2026-10-06 x"]
+    data = "\n".join(lines).encode() + b"\n"
+    parsed = parse_chunk(Chunk("/logs/a.log", 1000, data))
+    assert len(parsed.points) == 2
+    assert [(r.offset, r.raw) for r in parsed.rejects] == [
+        (1000 + data.index(b"garbage"), "garbage"),
+        (1000 + data.index(b"2026-10-06 x\n"), "2026-10-06 x"),
+    ]
+    assert all(r.source == "/logs/a.log" for r in parsed.rejects)
+
+
+def test_chunk_rejects_binary_and_oversized_lines():
+    data = b"\xff\xfe bad\n" + GOOD.encode().replace(b"cust_2", b"cu\x00st") + b"\n"
+    data += b"x" * (MAX_LINE_BYTES + 1) + b"\n"
+    reasons = [r.reason for r in parse_chunk(Chunk("a", 0, data)).rejects]
+    assert reasons == ["invalid UTF-8", "NUL byte in line", "line longer than 64 KiB"]
+
+
+def test_reject_keeps_only_the_start_of_a_long_line():
+    data = b"y" * 5000 + b"\n"
+    (reject,) = parse_chunk(Chunk("a", 0, data)).rejects
+    assert reject.raw == "y" * 1024
+
+
+def test_the_same_line_read_twice_becomes_the_same_point():
+    chunk = Chunk("/logs/a.log", 0, (GOOD + "\n").encode())
+    assert parse_chunk(chunk).points == parse_chunk(chunk).points
+
+
+def test_two_requests_in_one_second_are_two_points():
+    data = (GOOD + "\n" + GOOD + "\n").encode()
+    first, second = parse_chunk(Chunk("/logs/a.log", 0, data)).points
+    assert first.rsplit(" ", 1)[0] == second.rsplit(" ", 1)[0]
+    assert first.rsplit(" ", 1)[1] != second.rsplit(" ", 1)[1]

@@ -1,0 +1,99 @@
+"""The API against a real InfluxDB: every bad input is a 4xx that says what is wrong."""
+
+from __future__ import annotations
+
+from datetime import date
+
+import pytest
+from fastapi import HTTPException
+
+from logpipe.config import load_settings
+from logpipe.influx import InfluxClient
+from logpipe.influxd import free_port
+from logpipe.schema import point_line
+from logpipe.serve import date_range
+from tests.conftest import running_api
+
+TODAY = date(2026, 10, 8)
+DAY = 1791244800  # 2026-10-06 00:00Z
+
+
+def test_date_range_defaults_to_today():
+    assert date_range("2026-10-01", None, today=TODAY) == (date(2026, 10, 1), TODAY)
+
+
+@pytest.mark.parametrize(
+    ("first", "last", "message"),
+    [
+        (None, None, "from_date is required"),
+        ("2026-10-32", None, "not a real date"),
+        ("yesterday", None, "YYYY-MM-DD"),
+        ("2026-10-01T00:00", None, "YYYY-MM-DD"),
+        ("2026-10-05", "2026-10-01", "before from_date"),
+        ("2020-01-01", "2026-01-01", "at most 366 days"),
+    ],
+)
+def test_date_range_rejects(first, last, message):
+    with pytest.raises(HTTPException) as raised:
+        date_range(first, last, today=TODAY)
+    assert raised.value.status_code == 422 and message in raised.value.detail
+
+
+@pytest.fixture
+def api(settings):
+    with InfluxClient(settings) as client:
+        client.ensure_database()
+        points = [
+            point_line(
+                customer_id="acme-corp.eu",
+                status=s,
+                latency=lat,
+                path="/x",
+                timestamp_ns=(DAY + i) * 10**9,
+            )
+            for i, (s, lat) in enumerate([(200, 0.1), (503, 0.3), (404, 0.2)])
+        ]
+        client.write("\n".join(points).encode())
+    with running_api(settings, today=lambda: TODAY) as client:
+        yield client
+
+
+def test_stats_for_an_id_with_dots_and_dashes_and_the_from_alias(api):
+    response = api.get("/customers/acme-corp.eu/stats", params={"from": "2026-10-06"})
+    assert response.status_code == 200
+    (day,) = response.json()["days"]
+    assert day["date"] == "2026-10-06"
+    assert (day["total_requests"], day["failed_requests"]) == (3, 1)  # 404 is not a failure
+    assert day["median_latency"] == pytest.approx(0.2)
+    assert response.json()["to_date"] == "2026-10-08"
+
+
+@pytest.mark.parametrize(
+    ("url", "status", "says"),
+    [
+        ("/customers/acme-corp.eu/stats?from_date=2026-02-30", 422, "not a real date"),
+        ("/customers/acme-corp.eu/stats?from_date=06-10-2026", 422, "YYYY-MM-DD"),
+        ("/customers/acme-corp.eu/stats", 422, "from_date is required"),
+        ("/customers/acme-corp.eu/stats?from_date=2026-10-07&to_date=2026-10-06", 422, "before"),
+        ("/customers/x'%20OR%20'1'='1/stats?from_date=2026-10-01", 422, "pattern"),
+        ("/customers/" + "a" * 129 + "/stats?from_date=2026-10-01", 422, "128"),
+        ("/customers/%00/stats?from_date=2026-10-01", 422, "pattern"),
+        ("/customers/acme-corp.eu/stats?from_date=2026-10-07", 404, "no requests"),
+        ("/customers/nobody/stats?from_date=2026-10-01", 404, "no requests"),
+    ],
+)
+def test_bad_requests_get_a_4xx_saying_what_is_wrong(api, url, status, says):
+    response = api.get(url)
+    assert response.status_code == status
+    assert says in response.text
+
+
+def test_influxdb_down_is_a_503_with_retry_after(tmp_path):
+    settings = load_settings(
+        influx_url=f"http://127.0.0.1:{free_port()}", influx_timeout=1, state_dir=tmp_path
+    )
+    with running_api(settings) as client:
+        response = client.get("/customers/cust_1/stats", params={"from_date": "2026-10-01"})
+    assert response.status_code == 503
+    assert response.headers["Retry-After"] == "5"
+    assert "unavailable" in response.json()["detail"]
