@@ -4,10 +4,11 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 
+apt_updated=
 apt_install() {
-  if [ ! -f /var/lib/logpipe-apt-updated ] && [ -z "${LOGPIPE_APT_UPDATED:-}" ]; then
+  if [ -z "$apt_updated" ]; then
     as_root apt-get update -q
-    export LOGPIPE_APT_UPDATED=1
+    apt_updated=1
   fi
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q "$@"
 }
