@@ -79,8 +79,14 @@ def _main(
 def generate(
     output: Annotated[Path, typer.Option(help="file to append lines to")],
     rate: Annotated[
-        float, typer.Option(min=0, help="lines per second; 0 = as fast as possible")
-    ] = 10.0,
+        Optional[float],
+        typer.Option(
+            min=0,
+            help="lines per second; 0 = as fast as possible"
+            " [default: 10, or 0 with --backfill-days]",
+            show_default=False,
+        ),
+    ] = None,
     total: Annotated[Optional[int], typer.Option(min=1, help="stop after N lines")] = None,
     customers: Annotated[int, typer.Option(min=1, max=100_000, help="distinct customers")] = 10,
     seed: Annotated[Optional[int], typer.Option(help="random seed, for repeatable output")] = None,
@@ -94,6 +100,8 @@ def generate(
     """
     from logpipe import generate as module
 
+    if rate is None:  # history is written at once; "now" at a pace a person can follow
+        rate = 0.0 if backfill_days is not None else module.LIVE_RATE
     options = module.GenerateOptions(
         rate=rate, total=total, customers=customers, seed=seed, backfill_days=backfill_days
     )

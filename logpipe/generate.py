@@ -30,12 +30,14 @@ STATUS_WEIGHTS = (80, 8, 4, 1.5, 0.5, 2, 1, 1.5, 0.8, 0.7)
 SPIKE_CHANCE = 0.01
 """Share of requests that hit a latency spike (x5 to x20)."""
 MAX_BATCH = 10_000
+LIVE_RATE = 10.0
+"""Lines per second when none is given and timestamps are "now"."""
 SECONDS_PER_DAY = 86_400
 
 
 @dataclass(frozen=True)
 class GenerateOptions:
-    rate: float = 10.0
+    rate: float = LIVE_RATE
     """Lines per second; 0 writes as fast as possible."""
     total: int | None = None
     customers: int = 10

@@ -23,24 +23,9 @@ def _count(settings) -> int:
 @pytest.fixture
 def loaded(settings_env, tmp_path):
     log = tmp_path / "api.log"
-    result = runner.invoke(
-        app,
-        [
-            "generate",
-            "--output",
-            str(log),
-            "--total",
-            str(TOTAL),
-            "--seed",
-            "1",
-            "--backfill-days",
-            "7",
-            "--rate",
-            "0",
-            "--customers",
-            "6",
-        ],
-    )
+    # as in the issue: no --rate, so a backfill is written as fast as possible
+    generate = f"generate --output {log} --total {TOTAL} --seed 1 --backfill-days 7 --customers 6"
+    result = runner.invoke(app, generate.split())
     assert result.exit_code == 0, result.output
     result = runner.invoke(app, ["process", "--input", str(log), "--once"])
     assert result.exit_code == 0, result.output
