@@ -112,9 +112,32 @@ def generate(
 @app.command()
 @_friendly
 def process(
-    input: Annotated[list[Path], typer.Option(help="log file to read (repeatable)")],
+    input: Annotated[
+        list[str], typer.Option(help="log file or glob, e.g. 'logs/*.log' (repeatable)")
+    ],
     once: Annotated[bool, typer.Option(help="exit once everything up to EOF is stored")] = False,
+    format: Annotated[
+        Optional[str], typer.Option(help="text, json or logfmt [env LOGPIPE_FORMAT; text]")
+    ] = None,
+    keys: Annotated[
+        Optional[str], typer.Option(help='json/logfmt keys that differ: "timestamp=ts,..."')
+    ] = None,
+    timezone: Annotated[
+        Optional[str], typer.Option(help="zone of naive timestamps, e.g. Europe/Paris [UTC]")
+    ] = None,
     workers: Annotated[Optional[int], typer.Option(min=1, help="Bytewax workers [1]")] = None,
+    batch_size: Annotated[
+        Optional[int], typer.Option(min=1, help="points per write [5000]")
+    ] = None,
+    flush_interval: Annotated[
+        Optional[float], typer.Option(min=0.001, help="seconds a point may wait [0.2]")
+    ] = None,
+    process_id: Annotated[
+        Optional[int], typer.Option(min=0, help="this process's index in a Bytewax cluster")
+    ] = None,
+    addresses: Annotated[
+        Optional[str], typer.Option(help='every cluster process\'s host:port, ";"-separated')
+    ] = None,
     influx_url: InfluxUrl = None,
     database: Database = None,
     state_dir: StateDir = None,
@@ -125,11 +148,25 @@ def process(
     """
     from logpipe import process as module
     from logpipe.config import load_settings
+    from logpipe.errors import ConfigError
 
     settings = load_settings(
-        influx_url=influx_url, influx_database=database, state_dir=state_dir, workers=workers
+        influx_url=influx_url,
+        influx_database=database,
+        state_dir=state_dir,
+        workers=workers,
+        format=format,
+        keys=keys,
+        timezone=timezone,
+        batch_size=batch_size,
+        flush_interval=flush_interval,
     )
-    counters = module.run(settings, input, once=once)
+    cluster = addresses.split(";") if addresses else None
+    if (cluster is None) != (process_id is None):
+        raise ConfigError("--process-id and --addresses go together")
+    if cluster is not None and process_id is not None and process_id >= len(cluster):
+        raise ConfigError(f"--process-id {process_id} is not below the {len(cluster)} addresses")
+    counters = module.run(settings, input, once=once, process_id=process_id, addresses=cluster)
     summary = counters.as_dict()
     typer.echo(
         f"read {summary['read']} lines: stored {summary['stored']}, "

@@ -45,6 +45,9 @@ class Settings(BaseSettings):
     flush_interval: float = Field(0.2, gt=0, description="seconds a point may wait in a batch")
     snapshot_interval: float = Field(1.0, gt=0, description="seconds between recovery snapshots")
     workers: int = Field(1, ge=1, le=64)
+    format: str = Field("text", description="input format: text, json or logfmt")
+    keys: str = Field("", description='JSON/logfmt keys that differ, e.g. "timestamp=ts"')
+    timezone: str = Field("UTC", description="zone of naive timestamps in the log")
 
     failure_status: int = Field(500, ge=100, le=600, description="status >= this counts as failed")
     api_host: str = "127.0.0.1"

@@ -47,16 +47,22 @@ def source_salt(source: str) -> int:
     return zlib.crc32(source.encode("utf-8"))
 
 
-def point_timestamp(epoch_seconds: int, *, salt: int, offset: int) -> int:
-    """The point's nanosecond timestamp: the log line's second plus a sub-second part.
+def point_timestamp(
+    epoch_seconds: int, *, nanos: int = 0, digits: int = 0, salt: int, offset: int
+) -> int:
+    """The point's nanosecond timestamp: the log's time plus a part made from the line's place.
 
-    The sub-second part is (salt + byte offset of the line) mod 1e9. Two lines of one customer
-    in the same second have different offsets, so they are two points; the same line read
-    twice (a replay after a crash) has the same offset, so it becomes the same point. Nothing
-    is remembered between lines, so memory does not grow with the file. Two lines collide only
-    when their offsets differ by an exact multiple of 1 GB within the same second and customer.
+    The log gives `digits` sub-second digits (0 for whole seconds); the nanosecond digits it
+    does not give are filled with (salt + byte offset of the line) mod 10**(9 - digits). Two
+    lines of one customer at the same logged instant have different offsets, so they are two
+    points; the same line read twice (a replay after a crash) has the same offset, so it
+    becomes the same point. Nothing is remembered between lines, so memory does not grow
+    with the file. Two lines collide only when, within one logged instant of one customer,
+    their offsets differ by an exact multiple of 10**(9 - digits) bytes (1 GB for whole
+    seconds, 1 MB for milliseconds).
     """
-    return epoch_seconds * _NS_PER_SECOND + (salt + offset) % _NS_PER_SECOND
+    room = 10 ** (9 - digits)
+    return epoch_seconds * _NS_PER_SECOND + nanos + (salt + offset) % room
 
 
 def status_class(status: int) -> str:

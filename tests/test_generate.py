@@ -1,7 +1,7 @@
 from datetime import datetime, timezone
 
 from logpipe.generate import GenerateOptions, run
-from logpipe.process.parse import parse_seed_line
+from logpipe.process.parse import parse_text_line
 
 NOW = datetime(2026, 10, 8, 12, 0, tzinfo=timezone.utc).timestamp()
 
@@ -32,7 +32,7 @@ def test_every_line_is_valid_seed_format(tmp_path):
     path, written, _ = _generate(tmp_path, total=2000, rate=0, seed=3, customers=5)
     lines = path.read_text().splitlines()
     assert written == len(lines) == 2000
-    requests = [parse_seed_line(line) for line in lines]
+    requests = [parse_text_line(line) for line in lines]
     assert {r.customer_id for r in requests} == {f"cust_{i}" for i in range(1, 6)}
     assert all(r.epoch_seconds == int(NOW) for r in requests)
     assert any(r.status >= 500 for r in requests) and any(r.status < 300 for r in requests)
@@ -46,7 +46,7 @@ def test_same_seed_same_lines(tmp_path):
 
 def test_backfill_spreads_ordered_timestamps_over_the_window(tmp_path):
     path, _, _ = _generate(tmp_path, total=7000, rate=0, seed=1, backfill_days=7)
-    stamps = [parse_seed_line(line).epoch_seconds for line in path.read_text().splitlines()]
+    stamps = [parse_text_line(line).epoch_seconds for line in path.read_text().splitlines()]
     assert stamps == sorted(stamps)
     assert NOW - 7 * 86400 <= stamps[0] < NOW - 6.9 * 86400
     assert NOW - 0.1 * 86400 < stamps[-1] <= NOW

@@ -9,6 +9,8 @@ points this stores every valid line exactly once across crashes and restarts.
 
 from __future__ import annotations
 
+import fcntl
+import glob
 import logging
 from datetime import timedelta
 from pathlib import Path
@@ -21,16 +23,12 @@ from bytewax.recovery import RecoveryConfig, init_db_dir
 from logpipe.config import Settings
 from logpipe.errors import InputError
 from logpipe.influx import InfluxClient
-from logpipe.process.counters import Counters
-from logpipe.process.parse import Chunk, Parsed, parse_chunk
+from logpipe.process.counters import Counters, StatusReporter
+from logpipe.process.parse import Chunk, LineFormat, Parsed, parse_chunk
 from logpipe.process.sink import DeadLetters, InfluxSink
 from logpipe.process.source import LogFileSource
 
 log = logging.getLogger(__name__)
-
-
-def _keyed_parse(chunk: Chunk) -> tuple[str, Parsed]:
-    return chunk.source, parse_chunk(chunk)
 
 
 def build_flow(
@@ -40,53 +38,91 @@ def build_flow(
     once: bool,
     counters: Counters,
     dead: DeadLetters,
+    processes: int = 1,
 ) -> Dataflow:
+    parse_line = LineFormat.from_settings(
+        settings.format, settings.keys, settings.timezone
+    ).parser()
+
+    def parse(chunk: Chunk) -> tuple[str, Parsed]:
+        return chunk.source, parse_chunk(chunk, parse_line)
+
     flow = Dataflow("logpipe")
-    chunks = op.input("read", flow, LogFileSource(inputs, once=once))
-    parsed = op.map("parse", chunks, _keyed_parse)
-    sink = InfluxSink(settings, partitions=settings.workers, counters=counters, dead=dead)
+    chunks = op.input("read", flow, LogFileSource(inputs, once=once, counters=counters))
+    parsed = op.map("parse", chunks, parse)
+    sink = InfluxSink(
+        settings, partitions=settings.workers * processes, counters=counters, dead=dead
+    )
     op.output("store", parsed, sink)
     return flow
 
 
-def _check_inputs(inputs: list[Path]) -> None:
-    if not inputs:
+def expand_inputs(patterns: list[str]) -> list[Path]:
+    """Input paths from names and globs; a name or glob that matches no file is an error."""
+    if not patterns:
         raise InputError("no input file given (--input PATH)")
-    for path in inputs:
-        if not path.is_file():
-            raise InputError(f"input {path} does not exist or is not a file")
+    paths: list[Path] = []
+    for pattern in patterns:
+        matches = sorted(glob.glob(pattern)) if glob.has_magic(pattern) else [pattern]
+        files = [Path(match) for match in matches if Path(match).is_file()]
+        if not files:
+            raise InputError(f"input {pattern} does not exist or is not a file")
+        paths += files
+    for path in paths:
         try:
             path.open("rb").close()
         except OSError as exc:
             raise InputError(f"cannot read {path}: {exc.strerror}") from exc
+    return paths
 
 
 def _recovery(settings: Settings) -> RecoveryConfig:
-    """Bytewax's recovery store under the state dir, created on the first run."""
+    """Bytewax's recovery store under the state dir, created by whichever process of a
+    cluster gets there first."""
     directory = settings.recovery_dir
     directory.mkdir(parents=True, exist_ok=True)
-    if not any(directory.iterdir()):
-        init_db_dir(directory, 1)
+    with (settings.state_dir / "recovery.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not any(directory.glob("part-*")):
+            init_db_dir(directory, 1)
     return RecoveryConfig(directory)
 
 
-def run(settings: Settings, inputs: list[Path], *, once: bool = False) -> Counters:
-    """Process the inputs until Ctrl-C, or with `once` until every line up to EOF is stored."""
-    _check_inputs(inputs)
+def run(
+    settings: Settings,
+    patterns: list[str],
+    *,
+    once: bool = False,
+    process_id: int | None = None,
+    addresses: list[str] | None = None,
+) -> Counters:
+    """Process the inputs until Ctrl-C, or with `once` until every line up to EOF is stored.
+
+    With `addresses` (every process's host:port) this process is `process_id` of a Bytewax
+    cluster; the input files are spread over all workers of all processes.
+    """
+    inputs = expand_inputs(patterns)
+    LineFormat.from_settings(settings.format, settings.keys, settings.timezone)  # fail early
     with InfluxClient(settings) as client:
         version = client.ping()
         client.ensure_database()
     log.info("InfluxDB %s at %s, database %r", version, settings.influx_url, client.database)
     counters = Counters()
     dead = DeadLetters(settings.dead_letter_path)
-    flow = build_flow(settings, inputs, once=once, counters=counters, dead=dead)
-    try:
-        cli_main(
-            flow,
-            workers_per_process=settings.workers,
-            epoch_interval=timedelta(seconds=settings.snapshot_interval),
-            recovery_config=_recovery(settings),
-        )
-    finally:
-        dead.close()
+    flow = build_flow(
+        settings, inputs, once=once, counters=counters, dead=dead, processes=len(addresses or [1])
+    )
+    status_name = "process-status.json" if process_id is None else f"process-{process_id}.json"
+    with StatusReporter(counters, settings.state_dir / status_name):
+        try:
+            cli_main(
+                flow,
+                workers_per_process=settings.workers,
+                process_id=process_id,
+                addresses=addresses,
+                epoch_interval=timedelta(seconds=settings.snapshot_interval),
+                recovery_config=_recovery(settings),
+            )
+        finally:
+            dead.close()
     return counters

@@ -2,25 +2,40 @@
 
 A chunk is a run of complete lines read from one file at a known byte offset. Every line of
 it becomes either a point (line protocol) or a reject with a reason; nothing is dropped.
+Three line formats: the seed text format, JSON lines and logfmt.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import re
-from datetime import date
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import date, datetime, timezone
 from functools import lru_cache
-from typing import NamedTuple
+from typing import Any, NamedTuple
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from logpipe.schema import is_valid_customer_id, point_line, point_timestamp, source_salt
+from logpipe.errors import ConfigError
+from logpipe.schema import is_valid_customer_id, point_line, point_timestamp
 
 MAX_LINE_BYTES = 64 * 1024
 RAW_LINE_LIMIT = 1024
 """How much of a rejected line the dead-letter file keeps."""
+FORMATS = ("text", "json", "logfmt")
+FIELDS = ("timestamp", "customer_id", "path", "status", "latency")
 
 _DAY = re.compile(r"\d{4}-\d{2}-\d{2}")
 _CLOCK = re.compile(r"(\d{2}):(\d{2}):(\d{2})")
+_ISO = re.compile(
+    r"(\d{4}-\d{2}-\d{2})[Tt ](\d{2}:\d{2}:\d{2})"  # date and time
+    r"(?:[.,](\d{1,9}))?"  # fraction
+    r"(?:([Zz])|([+-])(\d{2}):?(\d{2}))?"  # Z, +HH:MM, -HHMM or nothing (naive)
+)
+_LOGFMT = re.compile(r'([^\s=]+)=("(?:[^"\\]|\\.)*"|\S*)')
 _SECONDS_PER_DAY = 86_400
+_UNIX_DAY_ZERO = date(1970, 1, 1).toordinal()
 
 
 class ParseError(ValueError):
@@ -33,14 +48,20 @@ class Request(NamedTuple):
     path: str
     status: int
     latency: float
+    nanos: int = 0
+    """The sub-second part the log gave, in nanoseconds."""
+    digits: int = 0
+    """How many sub-second digits the log gave (0 for whole seconds)."""
 
 
 class Chunk(NamedTuple):
-    """Complete lines of one input file, starting at byte `offset`."""
+    """Complete lines of one input file, starting at byte `offset`; `salt` tells the file
+    (and its rotation) apart in point timestamps."""
 
     source: str
     offset: int
     data: bytes
+    salt: int = 0
 
 
 class Reject(NamedTuple):
@@ -57,6 +78,9 @@ class Parsed(NamedTuple):
     rejects: list[Reject]
 
 
+# -- fields ---------------------------------------------------------------------------------
+
+
 @lru_cache(maxsize=4096)
 def _day_start(text: str) -> int:
     if not _DAY.fullmatch(text):
@@ -65,7 +89,7 @@ def _day_start(text: str) -> int:
         day = date.fromisoformat(text)
     except ValueError:
         raise ParseError(f"impossible date {text!r}") from None
-    return (day.toordinal() - 719_163) * _SECONDS_PER_DAY  # 719163 = date(1970, 1, 1)
+    return (day.toordinal() - _UNIX_DAY_ZERO) * _SECONDS_PER_DAY
 
 
 @lru_cache(maxsize=_SECONDS_PER_DAY)
@@ -79,43 +103,191 @@ def _second_of_day(text: str) -> int:
     return hours * 3600 + minutes * 60 + seconds
 
 
-def parse_status(text: str) -> int:
+@lru_cache(maxsize=4096)
+def _zone_offset(zone: str, local_hour: int) -> int:
+    """Seconds to add to a naive time in `zone` (at hour `local_hour` since 1970) for UTC."""
+    wall_clock = datetime.fromtimestamp(local_hour * 3600, timezone.utc)
+    local = wall_clock.replace(tzinfo=ZoneInfo(zone))
+    offset = local.utcoffset()
+    return -int(offset.total_seconds()) if offset else 0
+
+
+def naive_to_utc(local_seconds: int, zone: str) -> int:
+    if zone == "UTC":
+        return local_seconds
+    return local_seconds + _zone_offset(zone, local_seconds // 3600)
+
+
+def parse_timestamp(text: str, zone: str = "UTC") -> tuple[int, int, int]:
+    """ISO-8601 (`2026-10-06T09:42:36.123+02:00`, `...Z`, or naive in `zone`) into
+    (epoch seconds, nanoseconds, number of fraction digits)."""
+    match = _ISO.fullmatch(text)
+    if not match:
+        raise ParseError(f"timestamp {text[:60]!r} is not ISO-8601")
+    day, clock, fraction, zulu, sign, off_hours, off_minutes = match.groups()
+    local = _day_start(day) + _second_of_day(clock)
+    if zulu:
+        seconds = local
+    elif sign:
+        offset = int(off_hours) * 3600 + int(off_minutes) * 60
+        seconds = local - offset if sign == "+" else local + offset
+    else:
+        seconds = naive_to_utc(local, zone)
+    digits = len(fraction) if fraction else 0
+    nanos = int(fraction.ljust(9, "0")) if fraction else 0
+    return seconds, nanos, digits
+
+
+def parse_status(value: object) -> int:
+    if isinstance(value, int) and not isinstance(value, bool):
+        text = str(value)
+    elif isinstance(value, str):
+        text = value
+    else:
+        raise ParseError(f"status {value!r} is not a number from 100 to 599")
     if not (len(text) == 3 and text.isascii() and text.isdigit()) or not 100 <= int(text) <= 599:
-        raise ParseError(f"status {text!r} is not a number from 100 to 599")
+        raise ParseError(f"status {text[:20]!r} is not a number from 100 to 599")
     return int(text)
 
 
-def parse_latency(text: str) -> float:
-    try:
-        latency = float(text)
-    except ValueError:
-        raise ParseError(f"latency {text!r} is not a number") from None
-    if not math.isfinite(latency) or latency < 0 or "_" in text:
-        raise ParseError(f"latency {text!r} is not a finite number of seconds >= 0")
+def parse_latency(value: object) -> float:
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        latency = float(value)
+    elif isinstance(value, str) and "_" not in value:
+        try:
+            latency = float(value)
+        except ValueError:
+            raise ParseError(f"latency {value[:20]!r} is not a number") from None
+    else:
+        raise ParseError(f"latency {str(value)[:20]!r} is not a number")
+    if not math.isfinite(latency) or latency < 0:
+        raise ParseError(f"latency {value!r} is not a finite number of seconds >= 0")
     return latency
 
 
-def parse_customer_id(text: str) -> str:
-    if not is_valid_customer_id(text):
+def parse_customer_id(value: object) -> str:
+    if not isinstance(value, str) or not is_valid_customer_id(value):
         raise ParseError(
-            f"customer id {text[:140]!r} is not 1-128 ASCII letters, digits or _ . : -"
+            f"customer id {str(value)[:140]!r} is not 1-128 ASCII letters, digits or _ . : -"
         )
-    return text
+    return value
 
 
-def parse_seed_line(line: str) -> Request:
-    """Parse `2026-10-06 09:42:36 cust_2 /api/v1/resource3 201 0.524` (naive time = UTC)."""
+def parse_path(value: object) -> str:
+    if not isinstance(value, str) or not value or any(c in value for c in "\r\n"):
+        raise ParseError(f"path {str(value)[:60]!r} is not a one-line string")
+    return value
+
+
+# -- formats --------------------------------------------------------------------------------
+
+
+def parse_text_line(line: str, zone: str = "UTC") -> Request:
+    """The seed format, `2026-10-06 09:42:36 cust_2 /api/v1/resource3 201 0.524`; the first
+    two fields may also be one ISO-8601 timestamp (`2026-10-06T09:42:36.5Z`)."""
     fields = line.split()
-    if len(fields) != 6:
+    if len(fields) == 6:
+        day, clock, customer_id, path, status, latency = fields
+        seconds, nanos, digits = naive_to_utc(_day_start(day) + _second_of_day(clock), zone), 0, 0
+    elif len(fields) == 5 and "T" in fields[0].upper():
+        stamp, customer_id, path, status, latency = fields
+        seconds, nanos, digits = parse_timestamp(stamp, zone)
+    else:
         raise ParseError(f"expected 6 space-separated fields, found {len(fields)}")
-    day, clock, customer_id, path, status, latency = fields
     return Request(
-        epoch_seconds=_day_start(day) + _second_of_day(clock),
-        customer_id=parse_customer_id(customer_id),
-        path=path,
-        status=parse_status(status),
-        latency=parse_latency(latency),
+        seconds,
+        parse_customer_id(customer_id),
+        path,
+        parse_status(status),
+        parse_latency(latency),
+        nanos,
+        digits,
     )
+
+
+def _from_record(record: Mapping[str, Any], keys: Mapping[str, str], zone: str) -> Request:
+    values = {}
+    for name in FIELDS:
+        key = keys[name]
+        if key not in record:
+            raise ParseError(f"missing key {key!r}")
+        values[name] = record[key]
+    stamp = values["timestamp"]
+    if isinstance(stamp, str):
+        seconds, nanos, digits = parse_timestamp(stamp, zone)
+    elif isinstance(stamp, (int, float)) and not isinstance(stamp, bool) and stamp >= 0:
+        seconds, nanos, digits = int(stamp), round((stamp % 1) * 1e6) * 1000, 6 * (stamp % 1 > 0)
+    else:
+        raise ParseError(f"timestamp {str(stamp)[:60]!r} is neither ISO-8601 nor epoch seconds")
+    return Request(
+        seconds,
+        parse_customer_id(values["customer_id"]),
+        parse_path(values["path"]),
+        parse_status(values["status"]),
+        parse_latency(values["latency"]),
+        nanos,
+        digits,
+    )
+
+
+def parse_json_line(line: str, keys: Mapping[str, str], zone: str = "UTC") -> Request:
+    try:
+        record = json.loads(line)
+    except ValueError as exc:
+        raise ParseError(f"invalid JSON: {exc}") from None
+    if not isinstance(record, dict):
+        raise ParseError("JSON line is not an object")
+    return _from_record(record, keys, zone)
+
+
+def parse_logfmt_line(line: str, keys: Mapping[str, str], zone: str = "UTC") -> Request:
+    record = {}
+    for key, value in _LOGFMT.findall(line):
+        if value.startswith('"'):
+            value = value[1:-1].replace('\\"', '"').replace("\\\\", "\\")
+        record[key] = value
+    return _from_record(record, keys, zone)
+
+
+@dataclass(frozen=True)
+class LineFormat:
+    """Which format the input is in, the JSON / logfmt key of each field, and the zone of
+    naive timestamps."""
+
+    kind: str = "text"
+    keys: Mapping[str, str] = field(default_factory=lambda: {name: name for name in FIELDS})
+    timezone: str = "UTC"
+
+    def __post_init__(self) -> None:
+        if self.kind not in FORMATS:
+            raise ConfigError(f"format {self.kind!r} is not one of {', '.join(FORMATS)}")
+        if self.timezone != "UTC":
+            try:
+                ZoneInfo(self.timezone)
+            except (ZoneInfoNotFoundError, ValueError):
+                raise ConfigError(f"unknown time zone {self.timezone!r}") from None
+
+    @classmethod
+    def from_settings(cls, kind: str, keys: str, timezone: str) -> LineFormat:
+        """`keys` is "field=key,…" for the fields that differ, e.g. "timestamp=ts"."""
+        mapping = {name: name for name in FIELDS}
+        for pair in filter(None, (part.strip() for part in keys.split(","))):
+            name, _, key = pair.partition("=")
+            if name not in FIELDS or not key:
+                raise ConfigError(f"keys: {pair!r} is not FIELD=KEY with FIELD in {FIELDS}")
+            mapping[name] = key
+        return cls(kind, mapping, timezone)
+
+    def parser(self) -> Callable[[str], Request]:
+        zone, keys = self.timezone, self.keys
+        if self.kind == "json":
+            return lambda line: parse_json_line(line, keys, zone)
+        if self.kind == "logfmt":
+            return lambda line: parse_logfmt_line(line, keys, zone)
+        return lambda line: parse_text_line(line, zone)
+
+
+# -- chunks ---------------------------------------------------------------------------------
 
 
 def _reject(chunk: Chunk, offset: int, reason: str, raw: bytes) -> Reject:
@@ -123,9 +295,8 @@ def _reject(chunk: Chunk, offset: int, reason: str, raw: bytes) -> Reject:
     return Reject(chunk.source, offset, reason, text)
 
 
-def parse_chunk(chunk: Chunk) -> Parsed:
+def parse_chunk(chunk: Chunk, parse_line: Callable[[str], Request] = parse_text_line) -> Parsed:
     """Turn every line of a chunk into a point or a reject (blank lines are neither)."""
-    salt = source_salt(chunk.source)
     points: list[str] = []
     rejects: list[Reject] = []
     offset = chunk.offset
@@ -141,7 +312,7 @@ def parse_chunk(chunk: Chunk) -> Parsed:
             rejects.append(_reject(chunk, line_offset, "NUL byte in line", raw))
             continue
         try:
-            request = parse_seed_line(raw.decode("utf-8"))
+            request = parse_line(raw.decode("utf-8"))
         except UnicodeDecodeError:
             rejects.append(_reject(chunk, line_offset, "invalid UTF-8", raw))
             continue
@@ -154,7 +325,13 @@ def parse_chunk(chunk: Chunk) -> Parsed:
                 status=request.status,
                 latency=request.latency,
                 path=request.path,
-                timestamp_ns=point_timestamp(request.epoch_seconds, salt=salt, offset=line_offset),
+                timestamp_ns=point_timestamp(
+                    request.epoch_seconds,
+                    nanos=request.nanos,
+                    digits=request.digits,
+                    salt=chunk.salt,
+                    offset=line_offset,
+                ),
             )
         )
     return Parsed(points, rejects)
