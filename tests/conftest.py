@@ -4,6 +4,10 @@ database and state directory per test. Integration tests never skip: no influxd 
 from __future__ import annotations
 
 import itertools
+import os
+import signal
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -74,3 +78,49 @@ def running_api(settings: Settings, **app_options: Any) -> Iterator[httpx.Client
     finally:
         server.should_exit = True
         thread.join(10)
+
+
+def count_points(settings: Settings, where: str = "") -> int:
+    """How many requests InfluxDB holds (0 when the database does not exist yet)."""
+    from logpipe.influx import InfluxClient
+
+    with InfluxClient(settings) as client:
+        try:
+            (series,) = client.query(f"SELECT count(latency) FROM requests {where}")
+        except Exception:  # database not created yet
+            return 0
+    return int(series[0]["values"][0][1]) if series else 0
+
+
+def wait_until(predicate: Any, *, timeout: float = 60.0, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(0.1)
+
+
+def start_process(settings: Settings, *args: str) -> subprocess.Popen[str]:
+    """`python -m logpipe process …` as a child, configured through LOGPIPE_* variables."""
+    env = {
+        **os.environ,
+        "LOGPIPE_INFLUX_URL": settings.influx_url,
+        "LOGPIPE_INFLUX_DATABASE": settings.influx_database,
+        "LOGPIPE_STATE_DIR": str(settings.state_dir),
+        "LOGPIPE_SNAPSHOT_INTERVAL": str(settings.snapshot_interval),
+    }
+    return subprocess.Popen(
+        [sys.executable, "-m", "logpipe", "process", *args],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+def stop_process(process: subprocess.Popen[str], *, timeout: float = 20.0) -> str:
+    """Ctrl-C the child; returns its output. It must exit cleanly (code 0)."""
+    process.send_signal(signal.SIGINT)
+    output, _ = process.communicate(timeout=timeout)
+    assert process.returncode == 0, output
+    return output

@@ -18,6 +18,7 @@ from pathlib import Path
 import bytewax.operators as op
 from bytewax._bytewax import cli_main
 from bytewax.dataflow import Dataflow
+from bytewax.errors import BytewaxRuntimeError
 from bytewax.recovery import RecoveryConfig, init_db_dir
 
 from logpipe.config import Settings
@@ -38,7 +39,7 @@ def build_flow(
     once: bool,
     counters: Counters,
     dead: DeadLetters,
-    processes: int = 1,
+    process_id: int = 0,
 ) -> Dataflow:
     parse_line = LineFormat.from_settings(
         settings.format, settings.keys, settings.timezone
@@ -50,9 +51,7 @@ def build_flow(
     flow = Dataflow("logpipe")
     chunks = op.input("read", flow, LogFileSource(inputs, once=once, counters=counters))
     parsed = op.map("parse", chunks, parse)
-    sink = InfluxSink(
-        settings, partitions=settings.workers * processes, counters=counters, dead=dead
-    )
+    sink = InfluxSink(settings, counters=counters, dead=dead, process_id=process_id)
     op.output("store", parsed, sink)
     return flow
 
@@ -110,7 +109,7 @@ def run(
     counters = Counters()
     dead = DeadLetters(settings.dead_letter_path)
     flow = build_flow(
-        settings, inputs, once=once, counters=counters, dead=dead, processes=len(addresses or [1])
+        settings, inputs, once=once, counters=counters, dead=dead, process_id=process_id or 0
     )
     status_name = "process-status.json" if process_id is None else f"process-{process_id}.json"
     with StatusReporter(counters, settings.state_dir / status_name):
@@ -123,6 +122,12 @@ def run(
                 epoch_interval=timedelta(seconds=settings.snapshot_interval),
                 recovery_config=_recovery(settings),
             )
+        except BytewaxRuntimeError as exc:
+            # Ctrl-C / SIGTERM: Bytewax stops at once. What came after the last snapshot is
+            # read again next time and becomes the same points, so this is a clean stop.
+            if "signal received" not in str(exc):
+                raise
+            log.info("stopped by a signal; the next run resumes from the last snapshot")
         finally:
             dead.close()
     return counters

@@ -201,21 +201,33 @@ class _InfluxPartition(StatefulSinkPartition[Parsed, None]):
 
 
 class InfluxSink(FixedPartitionedSink[Parsed, None]):
-    """One partition (writer thread and client) per worker; points are routed by input file."""
+    """One partition (writer thread and client) per worker of this process.
+
+    Each process lists only its own partitions and routes points to one of them, so points
+    never cross to another process of a cluster: the process that parsed them writes them.
+    """
 
     def __init__(
-        self, settings: Settings, *, partitions: int, counters: Counters, dead: DeadLetters
+        self,
+        settings: Settings,
+        *,
+        counters: Counters,
+        dead: DeadLetters,
+        process_id: int = 0,
     ) -> None:
         self._settings = settings
-        self._partitions = partitions
+        self._workers = settings.workers
+        self._process_id = process_id
         self._counters = counters
         self._dead = dead
 
     def list_parts(self) -> list[str]:
-        return [f"influx-{index}" for index in range(self._partitions)]
+        # Names sort as (process, worker), so the global index is process * workers + worker.
+        return [f"influx-{self._process_id:04d}-{w:04d}" for w in range(self._workers)]
 
     def part_fn(self, item_key: str) -> int:
-        return zlib.crc32(item_key.encode("utf-8"))
+        worker = zlib.crc32(item_key.encode("utf-8")) % self._workers
+        return self._process_id * self._workers + worker
 
     def build_part(self, step_id: str, for_part: str, resume_state: None) -> _InfluxPartition:
         writer = _Writer(self._settings, self._counters, self._dead)

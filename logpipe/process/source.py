@@ -106,6 +106,8 @@ class _FilePartition(StatefulSourcePartition[Chunk, FileState]):
         self._salt = source_salt(f"{self._key}|{self._identity}|{generation}")
 
     def next_batch(self) -> list[Chunk]:
+        if self._file.closed:  # --once and finished
+            raise StopIteration
         data = self._file.read(CHUNK_BYTES)
         if not data:
             return self._at_end()
@@ -142,6 +144,7 @@ class _FilePartition(StatefulSourcePartition[Chunk, FileState]):
         if self._once:
             if self._partial:  # --once: the file is finished, so its last line is too
                 return [self._take_partial()]
+            self._file.close()  # Bytewax does not always call close() after StopIteration
             raise StopIteration
         self._awake = self._clock() + IDLE_POLL
         return self._follow()
