@@ -1,0 +1,53 @@
+"""Shared by the benchmarks: a fresh influxd, child processes with their peak RSS, tables."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from logpipe.config import Settings, load_settings
+
+
+@dataclass
+class ChildRun:
+    seconds: float
+    peak_rss_mb: float
+    output: str
+
+
+def logpipe_env(settings: Settings) -> dict[str, str]:
+    return {
+        **os.environ,
+        "LOGPIPE_INFLUX_URL": settings.influx_url,
+        "LOGPIPE_INFLUX_DATABASE": settings.influx_database,
+        "LOGPIPE_STATE_DIR": str(settings.state_dir),
+    }
+
+
+def run_logpipe(settings: Settings, *args: str) -> ChildRun:
+    """Run `python -m logpipe …` to the end; wall time and the child's peak RSS."""
+    log = settings.state_dir / "child.log"
+    settings.state_dir.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    with log.open("w") as out:
+        child = subprocess.Popen(
+            [sys.executable, "-m", "logpipe", *args],
+            env=logpipe_env(settings),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+        _, status, usage = os.wait4(child.pid, 0)
+    seconds = time.perf_counter() - started
+    child.returncode = os.waitstatus_to_exitcode(status)
+    output = log.read_text()
+    if child.returncode != 0:
+        raise SystemExit(f"logpipe {' '.join(args)} failed:\n{output}")
+    return ChildRun(seconds, usage.ru_maxrss / 1024, output)
+
+
+def settings_for(url: str, database: str, state_dir: Path) -> Settings:
+    return load_settings(influx_url=url, influx_database=database, state_dir=state_dir)

@@ -1,0 +1,158 @@
+"""Ingest benchmark: `logpipe process --once` against the raw InfluxDB ceiling, same run.
+
+    python bench/ingest.py [--lines 1000000]
+
+Ceiling: the same points, serialized as line protocol before the clock starts, POSTed to the
+same InfluxDB in batches of 5,000, one after another. Pipeline: `logpipe process --once` on
+the file, from process start to exit (parsing, batching, writing, recovery snapshots).
+Freshness: a followed file fed by `logpipe generate --rate 10000`; a second followed file
+gets a probe line every 50 ms, and the time until each probe is queryable is measured.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from common import logpipe_env, run_logpipe, settings_for
+
+from logpipe.generate import GenerateOptions
+from logpipe.generate import run as generate
+from logpipe.influx import InfluxClient
+from logpipe.influxd import LocalInfluxd
+from logpipe.process.parse import Chunk, parse_chunk
+from logpipe.schema import source_salt
+
+BATCH = 5000
+
+
+def _count(client: InfluxClient, where: str = "") -> int:
+    (series,) = client.query(f"SELECT count(latency) FROM requests {where}")
+    return int(series[0]["values"][0][1]) if series else 0
+
+
+def ceiling(url: str, log: Path) -> float:
+    """Seconds to POST the file's points, pre-serialized, in batches of 5,000."""
+    points = parse_chunk(Chunk(str(log), 0, log.read_bytes(), source_salt("ceiling"))).points
+    bodies = ["\n".join(points[i : i + BATCH]).encode() for i in range(0, len(points), BATCH)]
+    del points
+    with httpx.Client(base_url=url, timeout=60) as http:
+        http.post("/query", data={"q": "CREATE DATABASE ceiling"}).raise_for_status()
+        started = time.perf_counter()
+        for body in bodies:
+            http.post("/write", params={"db": "ceiling", "precision": "ns"}, content=body)
+        return time.perf_counter() - started
+
+
+def freshness(url: str, work: Path, seconds: float = 10.0) -> list[float]:
+    """Delays (s) from appending a probe line to its point being queryable, under load."""
+    settings = settings_for(url, "fresh", work / "fresh-state")
+    load, probes = work / "load.log", work / "probes.log"
+    load.touch()
+    probes.touch()
+    env = logpipe_env(settings)
+    processor = subprocess.Popen(
+        [sys.executable, "-m", "logpipe", "process", "--input", str(load), "--input", str(probes)],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    time.sleep(3)  # started and following
+    generator = subprocess.Popen(
+        [sys.executable, "-m", "logpipe", "generate", "--output", str(load), "--rate", "10000"],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    appended: list[float] = []
+    seen: list[float] = []
+    done = threading.Event()
+
+    def watch() -> None:
+        with InfluxClient(settings) as client:
+            while not done.is_set() or len(seen) < len(appended):
+                visible = _count(client, "WHERE customer_id = 'probe'")
+                now = time.perf_counter()
+                seen.extend([now] * (visible - len(seen)))
+                time.sleep(0.005)
+
+    time.sleep(1)
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    with probes.open("a") as out:
+        deadline = time.perf_counter() + seconds
+        while time.perf_counter() < deadline:
+            stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime())
+            out.write(f"{stamp} probe /probe 200 0.{len(appended) % 1000:03d}\n")
+            out.flush()
+            appended.append(time.perf_counter())
+            time.sleep(0.05)
+    done.set()
+    watcher.join(30)
+    generator.terminate()
+    generator.wait()
+    processor.terminate()
+    processor.wait()
+    return [s - a for a, s in zip(appended, seen, strict=False)]
+
+
+def p99(values: list[float]) -> float:
+    ordered = sorted(values)
+    return ordered[max(0, int(len(ordered) * 0.99 + 0.5) - 1)]
+
+
+def main() -> dict[str, float]:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--lines", type=int, default=1_000_000)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="logpipe-bench-") as tmp:
+        work = Path(tmp)
+        log = work / "api.log"
+        generate(
+            log,
+            GenerateOptions(rate=0, total=args.lines, customers=50, seed=1, backfill_days=30),
+        )
+        with LocalInfluxd(work / "influxd") as server:
+            ceiling_s = ceiling(server.url, log)
+            settings = settings_for(server.url, "pipeline", work / "state")
+            run = run_logpipe(settings, "process", "--input", str(log), "--once")
+            with InfluxClient(settings) as client:
+                stored = _count(client)
+            if stored != args.lines:
+                raise SystemExit(f"pipeline stored {stored} of {args.lines} lines")
+            delays = freshness(server.url, work)
+    figures = {
+        "lines": args.lines,
+        "ceiling_s": ceiling_s,
+        "ceiling_lines_per_s": args.lines / ceiling_s,
+        "pipeline_s": run.seconds,
+        "pipeline_lines_per_s": args.lines / run.seconds,
+        "ratio": ceiling_s / run.seconds,
+        "peak_rss_mb": run.peak_rss_mb,
+        "fresh_p50_ms": statistics.median(delays) * 1000,
+        "fresh_p99_ms": p99(delays) * 1000,
+        "probes": len(delays),
+    }
+    print(f"ingest of {args.lines:,} lines (seed format, 50 customers, 30 days)")
+    print(
+        f"  ceiling (raw POSTs of 5,000)  {ceiling_s:7.2f} s  {figures['ceiling_lines_per_s']:>9,.0f} lines/s"
+    )
+    print(
+        f"  logpipe process --once        {run.seconds:7.2f} s  {figures['pipeline_lines_per_s']:>9,.0f} lines/s"
+    )
+    print(f"  ratio (ceiling time / pipeline time)   {figures['ratio']:.2f}   (target >= 0.70)")
+    print(f"  processor peak RSS                     {run.peak_rss_mb:.0f} MB (target <= 150)")
+    print(
+        f"freshness at 10,000 lines/s: p50 {figures['fresh_p50_ms']:.0f} ms, p99 {figures['fresh_p99_ms']:.0f} ms over {len(delays)} probes (target p99 <= 500)"
+    )
+    return figures
+
+
+if __name__ == "__main__":
+    main()
