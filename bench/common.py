@@ -28,10 +28,23 @@ def logpipe_env(settings: Settings) -> dict[str, str]:
     }
 
 
+def _peak_rss_mb(pid: int) -> float | None:
+    """VmHWM of a running process. (os.wait4's ru_maxrss would also count the memory of the
+    benchmark itself, which the child shares between fork and exec.)"""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return None
+
+
 def run_logpipe(settings: Settings, *args: str) -> ChildRun:
     """Run `python -m logpipe …` to the end; wall time and the child's peak RSS."""
     log = settings.state_dir / "child.log"
     settings.state_dir.mkdir(parents=True, exist_ok=True)
+    peak = 0.0
     started = time.perf_counter()
     with log.open("w") as out:
         child = subprocess.Popen(
@@ -40,13 +53,14 @@ def run_logpipe(settings: Settings, *args: str) -> ChildRun:
             stdout=out,
             stderr=subprocess.STDOUT,
         )
-        _, status, usage = os.wait4(child.pid, 0)
+        while child.poll() is None:
+            peak = max(peak, _peak_rss_mb(child.pid) or 0.0)
+            time.sleep(0.02)
     seconds = time.perf_counter() - started
-    child.returncode = os.waitstatus_to_exitcode(status)
     output = log.read_text()
     if child.returncode != 0:
         raise SystemExit(f"logpipe {' '.join(args)} failed:\n{output}")
-    return ChildRun(seconds, usage.ru_maxrss / 1024, output)
+    return ChildRun(seconds, peak, output)
 
 
 def settings_for(url: str, database: str, state_dir: Path) -> Settings:

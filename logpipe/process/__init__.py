@@ -25,7 +25,7 @@ from logpipe.config import Settings
 from logpipe.errors import InputError
 from logpipe.influx import InfluxClient
 from logpipe.process.counters import Counters, StatusReporter
-from logpipe.process.parse import Chunk, LineFormat, Parsed, parse_chunk
+from logpipe.process.parse import Chunk, LineFormat, Parsed
 from logpipe.process.sink import DeadLetters, InfluxSink
 from logpipe.process.source import LogFileSource
 
@@ -41,12 +41,11 @@ def build_flow(
     dead: DeadLetters,
     process_id: int = 0,
 ) -> Dataflow:
-    parse_line = LineFormat.from_settings(
-        settings.format, settings.keys, settings.timezone
-    ).parser()
+    line_format = LineFormat.from_settings(settings.format, settings.keys, settings.timezone)
+    parse_chunk = line_format.chunk_parser()
 
     def parse(chunk: Chunk) -> tuple[str, Parsed]:
-        return chunk.source, parse_chunk(chunk, parse_line)
+        return chunk.source, parse_chunk(chunk)
 
     flow = Dataflow("logpipe")
     chunks = op.input("read", flow, LogFileSource(inputs, once=once, counters=counters))

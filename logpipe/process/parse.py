@@ -17,6 +17,7 @@ from functools import lru_cache
 from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from logpipe.config import MEASUREMENT
 from logpipe.errors import ConfigError
 from logpipe.schema import is_valid_customer_id, point_line, point_timestamp
 
@@ -278,6 +279,13 @@ class LineFormat:
             mapping[name] = key
         return cls(kind, mapping, timezone)
 
+    def chunk_parser(self) -> Callable[[Chunk], Parsed]:
+        """The function that turns a chunk of this format into points and rejects."""
+        if self.kind == "text" and self.timezone == "UTC":
+            return parse_text_chunk
+        parse_line = self.parser()
+        return lambda chunk: parse_chunk(chunk, parse_line)
+
     def parser(self) -> Callable[[str], Request]:
         zone, keys = self.timezone, self.keys
         if self.kind == "json":
@@ -289,10 +297,58 @@ class LineFormat:
 
 # -- chunks ---------------------------------------------------------------------------------
 
+# The common case in one C-level match: a seed line whose every field is valid as it stands
+# and whose path needs no escaping. Anything else takes the careful path, line by line.
+_TEXT_FAST = re.compile(
+    r"(\d{4}-\d{2}-\d{2}) (\d{2}:\d{2}:\d{2}) ([A-Za-z0-9_.:-]{1,128})"
+    r' ([^\s"\\]{1,2048}) ([1-5]\d\d) (\d{1,9}(?:\.\d{1,9})?)\r?'
+)
+_NS = 1_000_000_000
+
 
 def _reject(chunk: Chunk, offset: int, reason: str, raw: bytes) -> Reject:
     text = raw[:RAW_LINE_LIMIT].decode("utf-8", errors="backslashreplace")
     return Reject(chunk.source, offset, reason, text)
+
+
+def _parse_one(
+    chunk: Chunk,
+    raw: bytes,
+    offset: int,
+    parse_line: Callable[[str], Request],
+    points: list[str],
+    rejects: list[Reject],
+) -> None:
+    """One line into a point or a reject, with the reason."""
+    if len(raw) > MAX_LINE_BYTES:
+        rejects.append(_reject(chunk, offset, "line longer than 64 KiB", raw))
+        return
+    if b"\x00" in raw:
+        rejects.append(_reject(chunk, offset, "NUL byte in line", raw))
+        return
+    try:
+        request = parse_line(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        rejects.append(_reject(chunk, offset, "invalid UTF-8", raw))
+        return
+    except ParseError as exc:
+        rejects.append(_reject(chunk, offset, str(exc), raw))
+        return
+    points.append(
+        point_line(
+            customer_id=request.customer_id,
+            status=request.status,
+            latency=request.latency,
+            path=request.path,
+            timestamp_ns=point_timestamp(
+                request.epoch_seconds,
+                nanos=request.nanos,
+                digits=request.digits,
+                salt=chunk.salt,
+                offset=offset,
+            ),
+        )
+    )
 
 
 def parse_chunk(chunk: Chunk, parse_line: Callable[[str], Request] = parse_text_line) -> Parsed:
@@ -301,37 +357,42 @@ def parse_chunk(chunk: Chunk, parse_line: Callable[[str], Request] = parse_text_
     rejects: list[Reject] = []
     offset = chunk.offset
     for raw in chunk.data.split(b"\n"):
-        line_offset = offset
+        if raw.strip():
+            _parse_one(chunk, raw, offset, parse_line, points, rejects)
         offset += len(raw) + 1
-        if not raw.strip():
-            continue
-        if len(raw) > MAX_LINE_BYTES:
-            rejects.append(_reject(chunk, line_offset, "line longer than 64 KiB", raw))
-            continue
-        if b"\x00" in raw:
-            rejects.append(_reject(chunk, line_offset, "NUL byte in line", raw))
-            continue
-        try:
-            request = parse_line(raw.decode("utf-8"))
-        except UnicodeDecodeError:
-            rejects.append(_reject(chunk, line_offset, "invalid UTF-8", raw))
-            continue
-        except ParseError as exc:
-            rejects.append(_reject(chunk, line_offset, str(exc), raw))
-            continue
-        points.append(
-            point_line(
-                customer_id=request.customer_id,
-                status=request.status,
-                latency=request.latency,
-                path=request.path,
-                timestamp_ns=point_timestamp(
-                    request.epoch_seconds,
-                    nanos=request.nanos,
-                    digits=request.digits,
-                    salt=chunk.salt,
-                    offset=line_offset,
-                ),
-            )
-        )
+    return Parsed(points, rejects)
+
+
+def parse_text_chunk(chunk: Chunk) -> Parsed:
+    """parse_chunk for the seed format with UTC timestamps, about twice as fast.
+
+    Gives exactly the points and rejects parse_chunk gives (a test holds it to that): lines
+    the fast pattern does not take, or whose date or time is impossible, go through
+    parse_chunk's own per-line path.
+    """
+    if not chunk.data.isascii():  # offsets below count characters, which must be bytes
+        return parse_chunk(chunk)
+    points: list[str] = []
+    rejects: list[Reject] = []
+    append = points.append
+    match = _TEXT_FAST.fullmatch
+    salt = chunk.salt
+    offset = chunk.offset
+    for line in chunk.data.decode("ascii").split("\n"):
+        found = match(line)
+        if found is not None:
+            day, clock, customer, path, status, latency = found.groups()
+            try:
+                seconds = _day_start(day) + _second_of_day(clock)
+            except ParseError:
+                found = None
+            else:
+                stamp = seconds * _NS + (salt + offset) % _NS
+                append(
+                    f"{MEASUREMENT},customer_id={customer},status_class={status[0]}xx"
+                    f' status={status}i,latency={latency},path="{path}" {stamp}'
+                )
+        if found is None and line.strip():
+            _parse_one(chunk, line.encode("ascii"), offset, parse_text_line, points, rejects)
+        offset += len(line) + 1
     return Parsed(points, rejects)
