@@ -300,10 +300,21 @@ class LineFormat:
 # The common case in one C-level match: a seed line whose every field is valid as it stands
 # and whose path needs no escaping. Anything else takes the careful path, line by line.
 _TEXT_FAST = re.compile(
-    r"(\d{4}-\d{2}-\d{2}) (\d{2}:\d{2}:\d{2}) ([A-Za-z0-9_.:-]{1,128})"
-    r' ([^\s"\\]{1,2048}) ([1-5]\d\d) (\d{1,9}(?:\.\d{1,9})?)\r?'
+    r"^(\d{4}-\d{2}-\d{2}) (\d{2}:\d{2}:\d{2}) ([A-Za-z0-9_.:-]{1,128})"
+    r' ([^\s"\\]{1,2048}) ([1-5]\d\d) (\d{1,9}(?:\.\d{1,9})?)\r?$',
+    re.MULTILINE,
 )
 _NS = 1_000_000_000
+_CACHE_LIMIT = 200_000
+_seconds: dict[str, int] = {}
+"""Day and time-of-day texts seen by the fast path, to their seconds (bounded)."""
+
+
+def _cached_seconds(text: str, parse: Callable[[str], int]) -> int:
+    if len(_seconds) > _CACHE_LIMIT:
+        _seconds.clear()
+    _seconds[text] = seconds = parse(text)
+    return seconds
 
 
 def _reject(chunk: Chunk, offset: int, reason: str, raw: bytes) -> Reject:
@@ -364,35 +375,49 @@ def parse_chunk(chunk: Chunk, parse_line: Callable[[str], Request] = parse_text_
 
 
 def parse_text_chunk(chunk: Chunk) -> Parsed:
-    """parse_chunk for the seed format with UTC timestamps, about twice as fast.
+    """parse_chunk for the seed format with UTC timestamps, more than twice as fast.
 
-    Gives exactly the points and rejects parse_chunk gives (a test holds it to that): lines
-    the fast pattern does not take, or whose date or time is impossible, go through
-    parse_chunk's own per-line path.
+    Gives the points and rejects parse_chunk gives (a test holds it to that): one regex
+    pass over the chunk takes the common lines; the lines between its matches, and lines
+    with an impossible date or time, go through parse_chunk's own per-line path.
     """
     if not chunk.data.isascii():  # offsets below count characters, which must be bytes
         return parse_chunk(chunk)
+    text = chunk.data.decode("ascii")
     points: list[str] = []
     rejects: list[Reject] = []
     append = points.append
-    match = _TEXT_FAST.fullmatch
+    seconds_of = _seconds
     salt = chunk.salt
-    offset = chunk.offset
-    for line in chunk.data.decode("ascii").split("\n"):
-        found = match(line)
-        if found is not None:
-            day, clock, customer, path, status, latency = found.groups()
+    base = chunk.offset
+    done = 0  # text before this index is handled
+
+    def careful(start: int, end: int) -> None:
+        for line in text[start:end].split("\n"):
+            if line.strip():
+                raw = line.encode("ascii")
+                _parse_one(chunk, raw, base + start, parse_text_line, points, rejects)
+            start += len(line) + 1
+
+    for found in _TEXT_FAST.finditer(text):
+        start = found.start()
+        if start > done:
+            careful(done, start)
+        done = found.end() + 1
+        day, clock, customer, path, status, latency = found.groups()
+        try:
+            seconds = seconds_of[day] + seconds_of[clock]
+        except KeyError:
             try:
-                seconds = _day_start(day) + _second_of_day(clock)
+                seconds = _cached_seconds(day, _day_start) + _cached_seconds(clock, _second_of_day)
             except ParseError:
-                found = None
-            else:
-                stamp = seconds * _NS + (salt + offset) % _NS
-                append(
-                    f"{MEASUREMENT},customer_id={customer},status_class={status[0]}xx"
-                    f' status={status}i,latency={latency},path="{path}" {stamp}'
-                )
-        if found is None and line.strip():
-            _parse_one(chunk, line.encode("ascii"), offset, parse_text_line, points, rejects)
-        offset += len(line) + 1
+                careful(start, done - 1)
+                continue
+        stamp = seconds * _NS + (salt + base + start) % _NS
+        append(
+            f"{MEASUREMENT},customer_id={customer},status_class={status[0]}xx"
+            f' status={status}i,latency={latency},path="{path}" {stamp}'
+        )
+    if done < len(text):
+        careful(done, len(text))
     return Parsed(points, rejects)

@@ -10,6 +10,7 @@ import random
 import threading
 import time
 import zlib
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,8 @@ log = logging.getLogger(__name__)
 
 MAX_QUEUED = 8
 """Point lists waiting for the writer; when full, the dataflow waits (bounded memory)."""
+IN_FLIGHT = 2
+"""Batches being written at once by one sink partition."""
 _STOP = object()
 
 
@@ -64,8 +67,9 @@ def backoff_delay(attempt: int, *, base: float = 0.2, cap: float = 10.0) -> floa
 
 
 class _Writer(threading.Thread):
-    """Owns one InfluxDB client. Takes point lists from a bounded queue and writes them in
-    batches of `batch_size`, or sooner when a point has waited `flush_interval`."""
+    """Owns one InfluxDB client. Takes point lists from a bounded queue, cuts them into
+    batches of `batch_size` (or less when a point has waited `flush_interval`) and writes
+    up to IN_FLIGHT batches at once, so InfluxDB always has the next batch at hand."""
 
     def __init__(self, settings: Settings, counters: Counters, dead: DeadLetters) -> None:
         super().__init__(name="logpipe-writer", daemon=True)
@@ -75,6 +79,8 @@ class _Writer(threading.Thread):
         self._counters = counters
         self._dead = dead
         self._queue: queue.Queue[Any] = queue.Queue(MAX_QUEUED)
+        self._senders = ThreadPoolExecutor(IN_FLIGHT, thread_name_prefix="logpipe-send")
+        self._in_flight: set[Future[None]] = set()
         self.error: BaseException | None = None
 
     def put(self, item: Any) -> None:
@@ -111,6 +117,8 @@ class _Writer(threading.Thread):
             self._loop()
         except BaseException as exc:  # handed to the dataflow thread by _raise_if_failed
             self.error = exc
+        finally:
+            self._senders.shutdown(wait=True, cancel_futures=True)
 
     def _loop(self) -> None:
         buffer: list[str] = []
@@ -120,23 +128,37 @@ class _Writer(threading.Thread):
             try:
                 item = self._queue.get(timeout=timeout)
             except queue.Empty:
-                self._write(buffer)
+                self._send(buffer)
                 buffer = []
                 continue
-            if item is _STOP:
-                self._write(buffer)
-                return
-            if isinstance(item, threading.Event):  # a flush: write everything, then say so
-                self._write(buffer)
+            if item is _STOP or isinstance(item, threading.Event):
+                # a flush: everything so far is written and acknowledged, then say so
+                self._send(buffer)
                 buffer = []
+                self._wait(0)
+                if item is _STOP:
+                    return
                 item.set()
                 continue
             if not buffer:
                 deadline = time.monotonic() + self._flush_interval
             buffer.extend(item)
             while len(buffer) >= self._batch_size:
-                self._write(buffer[: self._batch_size])
+                self._send(buffer[: self._batch_size])
                 buffer = buffer[self._batch_size :]
+
+    def _send(self, points: list[str]) -> None:
+        """Write `points` from a sender thread, once fewer than IN_FLIGHT writes are busy."""
+        if points:
+            self._wait(IN_FLIGHT - 1)
+            self._in_flight.add(self._senders.submit(self._write, points))
+
+    def _wait(self, busy: int) -> None:
+        """Wait until at most `busy` writes are in flight; a failed write raises here."""
+        while len(self._in_flight) > busy:
+            done, self._in_flight = wait(self._in_flight, return_when=FIRST_COMPLETED)
+            for future in done:
+                future.result()
 
     def _write(self, points: list[str]) -> None:
         if not points:
