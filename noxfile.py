@@ -18,3 +18,10 @@ def lint(session: nox.Session) -> None:
     session.run("ruff", "check", ".")
     session.run("ruff", "format", "--check", ".")
     session.run("mypy")
+
+
+@nox.session(python="3.11")
+def bench(session: nox.Session) -> None:
+    """Benchmarks against a fresh private influxd; prints the figures the README quotes."""
+    session.install("-e", ".")
+    session.run("python", "bench/ingest.py", *session.posargs)

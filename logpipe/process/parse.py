@@ -305,7 +305,7 @@ _TEXT_FAST = re.compile(
     re.MULTILINE,
 )
 _NS = 1_000_000_000
-_CACHE_LIMIT = 200_000
+_CACHE_LIMIT = 100_000
 _seconds: dict[str, int] = {}
 """Day and time-of-day texts seen by the fast path, to their seconds (bounded)."""
 
