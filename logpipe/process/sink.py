@@ -10,10 +10,12 @@ import random
 import threading
 import time
 import zlib
+from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import Any
 
+import httpx
 from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition
 
 from logpipe.config import Settings
@@ -71,9 +73,18 @@ class _Writer(threading.Thread):
     batches of `batch_size` (or less when a point has waited `flush_interval`) and writes
     up to IN_FLIGHT batches at once, so InfluxDB always has the next batch at hand."""
 
-    def __init__(self, settings: Settings, counters: Counters, dead: DeadLetters) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        counters: Counters,
+        dead: DeadLetters,
+        *,
+        transport: httpx.BaseTransport | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
         super().__init__(name="logpipe-writer", daemon=True)
-        self._client = InfluxClient(settings)
+        self._client = InfluxClient(settings, transport=transport)
+        self._sleep = sleep
         self._batch_size = settings.batch_size
         self._flush_interval = settings.flush_interval
         self._counters = counters
@@ -136,8 +147,8 @@ class _Writer(threading.Thread):
                 self._send(buffer)
                 buffer = []
                 self._wait(0)
-                if item is _STOP:
-                    return
+                if not isinstance(item, threading.Event):
+                    return  # _STOP
                 item.set()
                 continue
             if not buffer:
@@ -173,7 +184,7 @@ class _Writer(threading.Thread):
                 delay = exc.retry_after or backoff_delay(attempt)
                 self._counters.add(write_retries=1)
                 log.warning("%s; retry %d in %.1f s", exc, attempt, delay)
-                time.sleep(delay)
+                self._sleep(delay)
                 continue
             except InfluxRejected as exc:
                 if exc.status_code != 400:

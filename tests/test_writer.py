@@ -1,0 +1,113 @@
+"""The sink's writer: batching, retries and refusals, against httpx.MockTransport (retry logic
+only; the integration tests use a real influxd)."""
+
+from __future__ import annotations
+
+import json
+
+import httpx
+import pytest
+
+from logpipe.config import load_settings
+from logpipe.errors import LogpipeError
+from logpipe.process.counters import Counters
+from logpipe.process.sink import DeadLetters, _Writer, backoff_delay
+
+
+def _points(n: int, start: int = 0) -> list[str]:
+    return [f"requests,customer_id=c{i} latency=0.1 {i}" for i in range(start, start + n)]
+
+
+class FakeInflux:
+    """Answers /write from a script of statuses; records the bodies it was sent."""
+
+    def __init__(self, *answers: httpx.Response) -> None:
+        self.answers = list(answers)
+        self.bodies: list[list[str]] = []
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        self.bodies.append(request.content.decode().split("\n"))
+        return self.answers.pop(0) if self.answers else httpx.Response(204)
+
+
+@pytest.fixture
+def make_writer(tmp_path):
+    writers = []
+
+    def make(fake, *, batch_size: int = 3, sleeps: list | None = None):
+        """A started writer talking to `fake` (a function from request to response)."""
+        settings = load_settings(
+            influx_url="http://influx.test", batch_size=batch_size, state_dir=tmp_path
+        )
+        counters = Counters()
+        dead = DeadLetters(tmp_path / "dead.jsonl")
+        writer = _Writer(
+            settings,
+            counters,
+            dead,
+            transport=httpx.MockTransport(fake),
+            sleep=(sleeps.append if sleeps is not None else lambda _: None),
+        )
+        writer.start()
+        writers.append((writer, dead))
+        return writer, counters, dead
+
+    yield make
+    for writer, dead in writers:
+        writer.stop()
+        dead.close()
+
+
+def test_points_are_cut_into_batches_and_flush_writes_the_rest(make_writer):
+    fake = FakeInflux()
+    writer, counters, _ = make_writer(fake)
+    writer.put(_points(4))
+    writer.put(_points(3, start=4))
+    writer.flush()
+    assert sorted(len(body) for body in fake.bodies) == [1, 3, 3]
+    assert sorted(p for body in fake.bodies for p in body) == sorted(_points(7))
+    assert counters.stored == 7
+
+
+def test_unavailable_is_retried_honouring_retry_after(make_writer):
+    fake = FakeInflux(
+        httpx.Response(503, json={"error": "busy"}, headers={"Retry-After": "7"}),
+        httpx.Response(429, json={"error": "slow down"}),
+    )
+    sleeps: list[float] = []
+    writer, counters, _ = make_writer(fake, sleeps=sleeps)
+    writer.put(_points(3))
+    writer.flush()
+    assert len(fake.bodies) == 3 and fake.bodies[0] == fake.bodies[2]
+    assert sleeps[0] == 7 and 0 <= sleeps[1] <= 0.8  # then backoff with jitter
+    assert (counters.write_retries, counters.stored) == (2, 3)
+
+
+def test_a_refused_point_is_found_by_halving_and_dead_lettered(make_writer):
+    bad = "requests,customer_id=c1 latency=0.1 1"
+
+    def influx(request: httpx.Request) -> httpx.Response:
+        if bad in request.content.decode():
+            return httpx.Response(400, json={"error": "partial write: field type conflict"})
+        return httpx.Response(204)
+
+    writer, counters, dead = make_writer(influx, batch_size=8)
+    writer.put(_points(8))
+    writer.flush()
+    dead.flush()
+    (letter,) = [json.loads(line) for line in dead.path.read_text().splitlines()]
+    assert letter["raw"] == bad and "field type conflict" in letter["reason"]
+    assert (counters.stored, counters.rejected) == (7, 1)
+
+
+def test_a_rejection_that_is_not_about_points_stops_the_pipeline(make_writer):
+    fake = FakeInflux(httpx.Response(401, json={"error": "authorization failed"}))
+    writer, _, _ = make_writer(fake)
+    writer.put(_points(3))
+    with pytest.raises(LogpipeError, match="authorization failed"):
+        writer.flush()
+
+
+def test_backoff_grows_and_is_capped():
+    for attempt in range(1, 12):
+        assert 0 <= backoff_delay(attempt) <= min(10.0, 0.2 * 2**attempt)
