@@ -184,19 +184,32 @@ def serve(
         typer.Option(help="address to bind; 127.0.0.1 keeps the API private to this machine"),
     ] = None,
     port: Port = None,
+    workers: Annotated[
+        Optional[int], typer.Option(min=1, max=64, help="uvicorn worker processes [1]")
+    ] = None,
+    cache_ttl: Annotated[
+        Optional[float], typer.Option(min=0, help="seconds answers are reused; 0 = off [5]")
+    ] = None,
     influx_url: InfluxUrl = None,
     database: Database = None,
 ) -> None:
     """Serve the statistics API (OpenAPI docs at /docs).
 
-    Example: logpipe serve --port 8000
+    Example: logpipe serve --port 8000 --workers 2
     """
     from logpipe import serve as module
     from logpipe.config import load_settings
 
     settings = load_settings(
-        api_host=host, api_port=port, influx_url=influx_url, influx_database=database
+        api_host=host,
+        api_port=port,
+        api_workers=workers,
+        cache_ttl=cache_ttl,
+        influx_url=influx_url,
+        influx_database=database,
     )
+    if settings.api_keys:  # a malformed key list fails here, not in every worker
+        module.parse_api_keys(settings.api_keys.get_secret_value())
     module.run(settings)
 
 

@@ -52,6 +52,12 @@ class Settings(BaseSettings):
     failure_status: int = Field(500, ge=100, le=600, description="status >= this counts as failed")
     api_host: str = "127.0.0.1"
     api_port: int = Field(8000, ge=1, le=65535)
+    api_workers: int = Field(1, ge=1, le=64, description="uvicorn worker processes")
+    api_keys: SecretStr | None = Field(
+        None, description='"key=*" (admin) or "key=customer_id", comma-separated; off if unset'
+    )
+    cache_ttl: float = Field(5.0, ge=0, description="seconds a stats answer is reused; 0 = off")
+    query_timeout: float = Field(5.0, gt=0, description="seconds the API waits for InfluxDB")
 
     @field_validator("influx_url")
     @classmethod

@@ -16,7 +16,7 @@ from logpipe.errors import InfluxRejected, InfluxUnavailable
 Series = dict[str, Any]
 
 
-def _client_options(settings: Settings) -> dict[str, Any]:
+def _client_options(settings: Settings, timeout: float | None = None) -> dict[str, Any]:
     """base_url, auth headers and timeout shared by the sync and async clients."""
     headers = {}
     auth = None
@@ -29,7 +29,7 @@ def _client_options(settings: Settings) -> dict[str, Any]:
         "base_url": settings.influx_url,
         "headers": headers,
         "auth": auth,
-        "timeout": httpx.Timeout(settings.influx_timeout),
+        "timeout": httpx.Timeout(timeout or settings.influx_timeout),
     }
 
 
@@ -141,10 +141,19 @@ class InfluxClient:
 class AsyncInfluxClient:
     """Non-blocking client for the API; one per app, opened and closed by its lifespan."""
 
-    def __init__(self, settings: Settings, *, transport: httpx.AsyncBaseTransport | None = None):
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        transport: httpx.AsyncBaseTransport | None = None,
+        timeout: float | None = None,
+    ):
         self.settings = settings
         self.database = settings.influx_database
-        self._http = httpx.AsyncClient(transport=transport, **_client_options(settings))
+        options = _client_options(settings, timeout)
+        # One pooled client for many concurrent requests of the app.
+        limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
+        self._http = httpx.AsyncClient(transport=transport, limits=limits, **options)
 
     async def aclose(self) -> None:
         await self._http.aclose()

@@ -33,12 +33,12 @@ def _day_ns(day: date) -> int:
     return int(datetime(day.year, day.month, day.day, tzinfo=timezone.utc).timestamp()) * _NS
 
 
-def stats_query(customer_id: str, first: date, last: date, *, failure_status: int) -> str:
-    """InfluxQL for the days first..last (inclusive). `customer_id` must be valid already."""
-    where = (
-        f"customer_id = {influxql_string(customer_id)}"
-        f" AND time >= {_day_ns(first)} AND time < {_day_ns(last + timedelta(days=1))}"
-    )
+def stats_query(customer_id: str | None, first: date, last: date, *, failure_status: int) -> str:
+    """InfluxQL for the days first..last (inclusive), for one customer or (None) all of them.
+    `customer_id` must be valid already; it is still written as an escaped string literal."""
+    where = f"time >= {_day_ns(first)} AND time < {_day_ns(last + timedelta(days=1))}"
+    if customer_id is not None:
+        where = f"customer_id = {influxql_string(customer_id)} AND {where}"
     return (
         "SELECT count(latency) AS total, mean(latency) AS average, median(latency) AS median,"
         f" percentile(latency, 99) AS p99 FROM {MEASUREMENT} WHERE {where}"
@@ -46,6 +46,25 @@ def stats_query(customer_id: str, first: date, last: date, *, failure_status: in
         f" SELECT count(latency) AS failed FROM {MEASUREMENT} WHERE {where}"
         f" AND status >= {int(failure_status)} GROUP BY time(1d) fill(none)"
     )
+
+
+def customers_query(*, customer_id: str | None, limit: int, offset: int) -> str:
+    """InfluxQL for each customer's request total, a page of customers in id order."""
+    where = f" WHERE customer_id = {influxql_string(customer_id)}" if customer_id else ""
+    return (
+        f"SELECT count(latency) AS total FROM {MEASUREMENT}{where}"
+        f" GROUP BY customer_id SLIMIT {int(limit)} SOFFSET {int(offset)}"
+    )
+
+
+def customer_totals(statements: list[list[dict[str, Any]]]) -> list[tuple[str, int]]:
+    """(customer id, total requests) from customers_query's answer, in id order."""
+    totals = [
+        (series["tags"]["customer_id"], int(series["values"][0][1]))
+        for series in (statements[0] if statements else [])
+        if series.get("values")
+    ]
+    return sorted(totals)
 
 
 def _rows(series: list[dict[str, Any]]) -> dict[int, dict[str, Any]]:

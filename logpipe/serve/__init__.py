@@ -1,0 +1,338 @@
+"""`logpipe serve`: the FastAPI app answering daily statistics per customer.
+
+Every statistic is computed inside InfluxDB, one /query round trip per request; answers are
+cached for `cache_ttl` seconds with concurrent identical requests sharing one query.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tempfile
+import time
+from collections.abc import AsyncIterator, Callable, Hashable
+from contextlib import asynccontextmanager
+from datetime import date, datetime, timezone
+from typing import Annotated, Any
+
+import httpx
+from fastapi import Depends, FastAPI, HTTPException, Path, Query, Request
+from fastapi.responses import JSONResponse, Response
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel
+
+from logpipe import __version__
+from logpipe.config import Settings, load_settings
+from logpipe.errors import InfluxRejected, InfluxUnavailable
+from logpipe.influx import AsyncInfluxClient
+from logpipe.schema import CUSTOMER_ID_PATTERN
+from logpipe.serve.auth import ADMIN, ApiKey, find_key, parse_api_keys
+from logpipe.serve.cache import TTLCache
+from logpipe.serve.metrics import (
+    CACHE_LOOKUPS,
+    QUERY_SECONDS,
+    MetricsMiddleware,
+    exposition,
+)
+from logpipe.stats import customer_totals, customers_query, day_stats, stats_query
+
+MAX_RANGE_DAYS = 366
+RETRY_AFTER_SECONDS = 5
+_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+Answer = tuple[int, bytes]
+"""A rendered answer: HTTP status and JSON body, as the cache keeps it."""
+
+
+class DayStatsOut(BaseModel):
+    date: date
+    total_requests: int
+    successful_requests: int
+    failed_requests: int
+    uptime: float
+    average_latency: float
+    median_latency: float
+    p99_latency: float
+
+
+class StatsOut(BaseModel):
+    customer_id: str | None
+    """The customer; null for /stats (all customers together)."""
+    from_date: date
+    to_date: date
+    failure_status: int
+    """Requests with a status >= this counted as failed."""
+    days: list[DayStatsOut]
+
+
+class CustomerOut(BaseModel):
+    customer_id: str
+    total_requests: int
+
+
+class CustomersOut(BaseModel):
+    customers: list[CustomerOut]
+    limit: int
+    offset: int
+    next_offset: int | None
+    """Pass as `offset` for the next page; null on the last page."""
+
+
+def _utc_today() -> date:
+    return datetime.now(timezone.utc).date()
+
+
+def _parse_day(name: str, value: str) -> date:
+    if not _DATE.fullmatch(value):
+        raise HTTPException(422, f"{name}: {value[:40]!r} is not a date in the form YYYY-MM-DD")
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise HTTPException(422, f"{name}: {value!r} is not a real date") from None
+
+
+def date_range(from_date: str | None, to_date: str | None, *, today: date) -> tuple[date, date]:
+    """Validate the requested days: both dates real, in order, at most MAX_RANGE_DAYS."""
+    if from_date is None:
+        raise HTTPException(422, "from_date is required (YYYY-MM-DD)")
+    first = _parse_day("from_date", from_date)
+    last = _parse_day("to_date", to_date) if to_date is not None else today
+    if last < first:
+        raise HTTPException(422, f"to_date {last} is before from_date {first}")
+    if (last - first).days + 1 > MAX_RANGE_DAYS:
+        raise HTTPException(422, f"the range may span at most {MAX_RANGE_DAYS} days")
+    return first, last
+
+
+def _json(document: Any) -> bytes:
+    return json.dumps(document, separators=(",", ":"), default=str).encode()
+
+
+_bearer = HTTPBearer(auto_error=False, description="an API key from LOGPIPE_API_KEYS")
+
+
+async def _caller(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> ApiKey:
+    """Who is asking: ADMIN when access control is off, else the key presented (401 without)."""
+    keys: list[ApiKey] | None = request.app.state.api_keys
+    if keys is None:
+        return ADMIN
+    challenge = {"WWW-Authenticate": "Bearer"}
+    if credentials is None:
+        raise HTTPException(401, "send the header Authorization: Bearer <API key>", challenge)
+    key = find_key(keys, credentials.credentials)
+    if key is None:
+        raise HTTPException(401, "unknown API key", challenge)
+    return key
+
+
+Caller = Annotated[ApiKey, Depends(_caller)]
+FromDate = Annotated[str | None, Query(description="first day, YYYY-MM-DD")]
+ToDate = Annotated[str | None, Query(description="last day, inclusive; default today (UTC)")]
+FromAlias = Annotated[str | None, Query(alias="from", description="same as from_date")]
+ToAlias = Annotated[str | None, Query(description="same as to_date")]
+
+
+def create_app(
+    settings: Settings,
+    *,
+    transport: httpx.AsyncBaseTransport | None = None,
+    today: Callable[[], date] = _utc_today,
+) -> FastAPI:
+    """The API, with one pooled InfluxDB client for the app's lifetime."""
+    keys = parse_api_keys(settings.api_keys.get_secret_value()) if settings.api_keys else None
+    cache: TTLCache[Answer] = TTLCache(settings.cache_ttl)
+    cache_control = (
+        f"{'private, ' if keys else ''}max-age={int(settings.cache_ttl)}"
+        if settings.cache_ttl > 0
+        else "no-store"
+    )
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.influx = AsyncInfluxClient(
+            settings, transport=transport, timeout=settings.query_timeout
+        )
+        try:
+            yield
+        finally:
+            await app.state.influx.aclose()
+
+    app = FastAPI(
+        title="logpipe",
+        version=__version__,
+        description="Per-customer daily request statistics, computed inside InfluxDB.",
+        lifespan=lifespan,
+    )
+    app.add_middleware(MetricsMiddleware)
+    app.state.api_keys = keys
+
+    @app.exception_handler(InfluxUnavailable)
+    async def _unavailable(request: Request, exc: InfluxUnavailable) -> JSONResponse:
+        return JSONResponse(
+            {"detail": "InfluxDB is unavailable or slow; try again shortly"},
+            status_code=503,
+            headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+        )
+
+    @app.exception_handler(InfluxRejected)
+    async def _rejected(request: Request, exc: InfluxRejected) -> JSONResponse:
+        return JSONResponse({"detail": f"InfluxDB refused the query: {exc}"}, status_code=502)
+
+    async def query(q: str) -> list[list[dict[str, Any]]]:
+        started = time.perf_counter()
+        try:
+            return await app.state.influx.query(q)  # type: ignore[no-any-return]
+        finally:
+            QUERY_SECONDS.observe(time.perf_counter() - started)
+
+    async def answer(key: Hashable, compute: Callable[[], Any]) -> Response:
+        (status, body), hit = await cache.get(key, compute)
+        CACHE_LOOKUPS.labels("hit" if hit else "miss").inc()
+        return Response(
+            body,
+            status_code=status,
+            media_type="application/json",
+            headers={"Cache-Control": cache_control},
+        )
+
+    async def stats_answer(customer_id: str | None, first: date, last: date) -> Answer:
+        threshold = settings.failure_status
+        days = day_stats(
+            await query(stats_query(customer_id, first, last, failure_status=threshold))
+        )
+        if not days:
+            who = customer_id or "any customer"
+            return 404, _json({"detail": f"no requests for {who} from {first} to {last}"})
+        document = {
+            "customer_id": customer_id,
+            "from_date": first,
+            "to_date": last,
+            "failure_status": threshold,
+            "days": [vars(day) for day in days],
+        }
+        return 200, _json(document)
+
+    no_requests: dict[int | str, dict[str, Any]] = {
+        404: {"description": "No requests in the range"}
+    }
+
+    @app.get("/customers/{customer_id}/stats", response_model=StatsOut, responses=no_requests)
+    async def customer_stats(
+        who: Caller,
+        customer_id: Annotated[str, Path(pattern=CUSTOMER_ID_PATTERN, max_length=128)],
+        from_date: FromDate = None,
+        to_date: ToDate = None,
+        from_: FromAlias = None,
+        to: ToAlias = None,
+    ) -> Response:
+        """Daily totals, failures, uptime and latency (average, median, p99) for one customer,
+        one entry per UTC day that has requests.
+
+        Example: `GET /customers/cust_1/stats?from_date=2026-10-01&to_date=2026-10-07`
+        """
+        if not who.may_see(customer_id):
+            raise HTTPException(403, f"this API key may not see customer {customer_id}")
+        first, last = date_range(from_date or from_, to_date or to, today=today())
+        return await answer(
+            ("customer", customer_id, first, last),
+            lambda: stats_answer(customer_id, first, last),
+        )
+
+    @app.get("/stats", response_model=StatsOut, responses=no_requests)
+    async def all_stats(
+        who: Caller,
+        from_date: FromDate = None,
+        to_date: ToDate = None,
+        from_: FromAlias = None,
+        to: ToAlias = None,
+    ) -> Response:
+        """The same daily statistics for all customers together (admin keys only).
+
+        Example: `GET /stats?from_date=2026-10-01`
+        """
+        if who.customer_id is not None:
+            raise HTTPException(403, "this API key may see only its own customer")
+        first, last = date_range(from_date or from_, to_date or to, today=today())
+        return await answer(("all", first, last), lambda: stats_answer(None, first, last))
+
+    @app.get("/customers", response_model=CustomersOut)
+    async def customers(
+        who: Caller,
+        limit: Annotated[int, Query(ge=1, le=1000, description="customers per page")] = 100,
+        offset: Annotated[int, Query(ge=0, le=1_000_000, description="customers to skip")] = 0,
+    ) -> Response:
+        """Customers seen, in id order, with their request totals; a key bound to a customer
+        sees only that customer.
+
+        Example: `GET /customers?limit=100&offset=0`
+        """
+
+        async def compute() -> Answer:
+            q = customers_query(customer_id=who.customer_id, limit=limit, offset=offset)
+            page = customer_totals(await query(q))
+            return 200, _json(
+                {
+                    "customers": [{"customer_id": c, "total_requests": n} for c, n in page],
+                    "limit": limit,
+                    "offset": offset,
+                    "next_offset": offset + limit if len(page) == limit else None,
+                }
+            )
+
+        return await answer(("customers", who.customer_id, limit, offset), compute)
+
+    @app.get("/healthz")
+    async def healthz() -> dict[str, str]:
+        """The process is alive (no InfluxDB involved)."""
+        return {"status": "ok"}
+
+    @app.get("/readyz", responses={503: {"description": "InfluxDB is not reachable"}})
+    async def readyz() -> dict[str, str]:
+        """InfluxDB answers; 503 when it does not."""
+        version = await app.state.influx.ping()
+        return {"status": "ready", "influxdb": version}
+
+    @app.get("/metrics", response_class=Response)
+    async def metrics() -> Response:
+        """Prometheus metrics: requests and latency per route, cache hits, InfluxDB time."""
+        body, content_type = exposition()
+        return Response(body, media_type=content_type)
+
+    return app
+
+
+def app_from_environment() -> FastAPI:
+    """The app factory of each uvicorn worker process: settings from LOGPIPE_* and .env."""
+    return create_app(load_settings())
+
+
+def _export(settings: Settings) -> None:
+    """Hand the settings to worker processes through LOGPIPE_* variables."""
+    for name in settings.model_fields_set:
+        value = getattr(settings, name)
+        if value is not None:
+            text = value.get_secret_value() if hasattr(value, "get_secret_value") else str(value)
+            os.environ[f"LOGPIPE_{name.upper()}"] = text
+
+
+def run(settings: Settings) -> None:
+    """Serve the API with uvicorn (`api_workers` processes) until Ctrl-C."""
+    import uvicorn
+
+    options = {"host": settings.api_host, "port": settings.api_port, "log_level": "warning"}
+    if settings.api_workers == 1:
+        uvicorn.run(create_app(settings), **options)  # type: ignore[arg-type]
+        return
+    _export(settings)
+    with tempfile.TemporaryDirectory(prefix="logpipe-metrics-") as metrics_dir:
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
+        uvicorn.run(
+            "logpipe.serve:app_from_environment",
+            factory=True,
+            workers=settings.api_workers,
+            **options,  # type: ignore[arg-type]
+        )

@@ -1,0 +1,57 @@
+"""API keys: off by default; with LOGPIPE_API_KEYS each key is an admin or bound to a customer."""
+
+from __future__ import annotations
+
+import hmac
+from dataclasses import dataclass
+
+from logpipe.errors import ConfigError
+from logpipe.schema import is_valid_customer_id
+
+MIN_KEY_LENGTH = 16
+
+
+@dataclass(frozen=True)
+class ApiKey:
+    secret: bytes
+    customer_id: str | None
+    """The one customer this key may see; None for an admin key."""
+
+    def __repr__(self) -> str:  # never print the secret
+        return f"ApiKey(customer_id={self.customer_id!r})"
+
+    def may_see(self, customer_id: str) -> bool:
+        return self.customer_id is None or self.customer_id == customer_id
+
+
+ADMIN = ApiKey(b"", None)
+"""Who a request is when access control is off."""
+
+
+def parse_api_keys(text: str) -> list[ApiKey]:
+    """`key=*` (admin) or `key=customer_id`, comma-separated."""
+    keys = []
+    for number, entry in enumerate(filter(None, (e.strip() for e in text.split(","))), 1):
+        secret, _, scope = entry.rpartition("=")
+        if len(secret) < MIN_KEY_LENGTH:
+            raise ConfigError(
+                f"api_keys entry {number}: a key needs at least {MIN_KEY_LENGTH} characters"
+                ' and the form "key=*" or "key=customer_id"'
+            )
+        if scope != "*" and not is_valid_customer_id(scope):
+            raise ConfigError(f"api_keys entry {number}: {scope[:40]!r} is not a customer id or *")
+        keys.append(ApiKey(secret.encode(), None if scope == "*" else scope))
+    if not keys:
+        raise ConfigError("api_keys is set but names no key")
+    return keys
+
+
+def find_key(keys: list[ApiKey], presented: str) -> ApiKey | None:
+    """The key matching `presented`, comparing with every key in constant time so the answer
+    time does not tell how much of a guess was right."""
+    candidate = presented.encode()
+    found = None
+    for key in keys:
+        if hmac.compare_digest(key.secret, candidate):
+            found = key
+    return found
