@@ -17,12 +17,18 @@ def p99(values: list[float]) -> float:
 
 def daily_stats(path: Path, *, failure_status: int = 500) -> dict[str, dict[str, dict]]:
     """{customer: {"YYYY-MM-DD": stats}} from a seed-format file (naive times are UTC)."""
+    return daily_stats_of(path.read_text().splitlines(), failure_status=failure_status)
+
+
+def daily_stats_of(lines: list[str], *, failure_status: int = 500) -> dict[str, dict[str, dict]]:
+    """The same from seed-format lines; customer "*" holds all customers together."""
     latencies: dict[tuple[str, str], list[float]] = defaultdict(list)
     failures: dict[tuple[str, str], int] = defaultdict(int)
-    for line in path.read_text().splitlines():
+    for line in lines:
         day, _clock, customer, _path, status, latency = line.split(" ")
-        latencies[customer, day].append(float(latency))
-        failures[customer, day] += int(status) >= failure_status
+        for who in (customer, "*"):
+            latencies[who, day].append(float(latency))
+            failures[who, day] += int(status) >= failure_status
     result: dict[str, dict[str, dict]] = defaultdict(dict)
     for (customer, day), values in latencies.items():
         total, failed = len(values), failures[customer, day]

@@ -1,0 +1,309 @@
+"""The API against a real InfluxDB: exact statistics, access control, cache, health, metrics,
+and no 5xx for any input."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import re
+import socket
+from datetime import date, timedelta
+
+import httpx
+import pytest
+import schemathesis
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from pydantic import SecretStr
+
+from logpipe.config import load_settings
+from logpipe.influx import InfluxClient
+from logpipe.influxd import free_port
+from logpipe.schema import point_line, point_timestamp
+from tests.conftest import running_api
+from tests.reference import daily_stats_of
+
+TODAY = date(2026, 10, 8)
+DAY0 = date(2026, 10, 5)
+ADMIN_KEY = "admin-0123456789abcdef"
+ACME_KEY = "acme-0123456789abcdef"
+_examples = itertools.count()
+
+
+def _epoch(day: date) -> int:
+    return (day - date(1970, 1, 1)).days * 86400
+
+
+def _write(settings, lines: list[str], salt: int = 0) -> None:
+    """Seed-format lines into InfluxDB as the processor would store them."""
+    points = []
+    for offset, line in enumerate(lines):
+        day, clock, customer, path, status, latency = line.split(" ")
+        h, m, s = (int(part) for part in clock.split(":"))
+        seconds = _epoch(date.fromisoformat(day)) + h * 3600 + m * 60 + s
+        points.append(
+            point_line(
+                customer_id=customer,
+                status=int(status),
+                latency=float(latency),
+                path=path,
+                timestamp_ns=point_timestamp(seconds, salt=salt, offset=offset * 64),
+            )
+        )
+    with InfluxClient(settings) as client:
+        client.ensure_database()
+        client.write("\n".join(points).encode())
+
+
+@pytest.fixture(scope="module")
+def module_settings(influxd, tmp_path_factory):
+    return load_settings(
+        influx_url=influxd.url,
+        influx_database="api_tests",
+        state_dir=tmp_path_factory.mktemp("api"),
+        cache_ttl=0,
+    )
+
+
+@pytest.fixture(scope="module")
+def api(module_settings):
+    with running_api(module_settings, today=lambda: TODAY) as client:
+        yield client
+
+
+LINES = [
+    "2026-10-05 09:00:00 acme-corp.eu /a 200 0.100",
+    "2026-10-05 09:00:00 acme-corp.eu /a 503 0.300",  # same second: two requests
+    "2026-10-05 10:00:00 acme-corp.eu /b 404 0.200",
+    "2026-10-06 11:00:00 acme-corp.eu /b 200 0.400",
+    "2026-10-05 12:00:00 tenant:7 /a 500 1.500",
+    "2026-10-06 12:00:00 tenant:7 /a 200 0.500",
+]
+
+
+@pytest.fixture(scope="module")
+def loaded(module_settings, api):
+    _write(module_settings, LINES)
+    return api
+
+
+def test_stats_for_all_customers_together(loaded):
+    response = loaded.get("/stats", params={"from_date": "2026-10-05", "to_date": "2026-10-06"})
+    assert response.status_code == 200
+    body = response.json()
+    assert body["customer_id"] is None
+    assert [(d["date"], d["total_requests"], d["failed_requests"]) for d in body["days"]] == [
+        ("2026-10-05", 4, 2),
+        ("2026-10-06", 2, 0),
+    ]
+
+
+def test_customers_are_listed_with_totals_and_paginated(loaded):
+    first = loaded.get("/customers", params={"limit": 1}).json()
+    assert first["customers"] == [{"customer_id": "acme-corp.eu", "total_requests": 4}]
+    assert first["next_offset"] == 1
+    second = loaded.get("/customers", params={"limit": 1, "offset": 1}).json()
+    assert [c["customer_id"] for c in second["customers"]] == ["tenant:7"]
+    last = loaded.get("/customers", params={"limit": 1, "offset": 2}).json()
+    assert last["customers"] == [] and last["next_offset"] is None
+    assert loaded.get("/customers", params={"limit": 0}).status_code == 422
+
+
+def test_health_and_readiness(loaded):
+    assert loaded.get("/healthz").json() == {"status": "ok"}
+    ready = loaded.get("/readyz")
+    assert ready.status_code == 200 and ready.json()["influxdb"].startswith("1.")
+
+
+def test_metrics_count_requests_by_route(loaded):
+    loaded.get("/customers/acme-corp.eu/stats", params={"from_date": "2026-10-05"})
+    text = loaded.get("/metrics").text
+    assert re.search(
+        r'logpipe_api_requests_total\{method="GET",route="/customers/\{customer_id\}/stats",'
+        r'status="200"\} [1-9]',
+        text,
+    )
+    assert "logpipe_influx_query_seconds_count" in text
+    assert 'logpipe_api_cache_lookups_total{result="miss"}' in text
+
+
+def test_a_failure_threshold_of_400_counts_4xx_as_failed(module_settings, loaded):
+    strict = module_settings.model_copy(update={"failure_status": 400})
+    with running_api(strict, today=lambda: TODAY) as client:
+        body = client.get("/customers/acme-corp.eu/stats", params={"from": "2026-10-05"}).json()
+    assert body["failure_status"] == 400
+    assert body["days"][0]["failed_requests"] == 2  # the 503 and the 404
+
+
+# -- exact statistics, property-based --------------------------------------------------------
+
+requests_strategy = st.lists(
+    st.tuples(
+        st.sampled_from(["a", "b", "c"]),
+        st.integers(0, 2),  # day
+        st.integers(0, 86399),  # second of the day
+        st.sampled_from([200, 201, 204, 400, 404, 429, 500, 502, 503]),
+        st.integers(0, 20_000),  # latency in ms
+    ),
+    min_size=1,
+    max_size=80,
+)
+
+
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(requests=requests_strategy)
+def test_stats_equal_an_independent_computation(module_settings, api, requests):
+    example = next(_examples)
+    lines = []
+    for customer, day, second, status, latency_ms in requests:
+        clock = f"{second // 3600:02d}:{second // 60 % 60:02d}:{second % 60:02d}"
+        stamp = f"{DAY0 + timedelta(days=day)} {clock}"
+        lines.append(f"{stamp} h{example}-{customer} /p {status} {latency_ms / 1000:.3f}")
+    _write(module_settings, lines, salt=example)
+    expected = daily_stats_of(lines)
+    expected.pop("*")
+    for customer, days in expected.items():
+        response = api.get(
+            f"/customers/{customer}/stats",
+            params={"from_date": str(DAY0), "to_date": "2026-10-07"},
+        )
+        assert response.status_code == 200, response.text
+        got = response.json()["days"]
+        assert [d["date"] for d in got] == sorted(days)
+        for day in got:
+            want = days[day["date"]]
+            for name, value in want.items():
+                assert day[name] == (
+                    value
+                    if isinstance(value, (int, str))
+                    else pytest.approx(value, rel=1e-9, abs=1e-12)
+                ), name
+
+
+# -- no 5xx for any input (schemathesis, from the app's own OpenAPI schema) -------------------
+
+
+@pytest.fixture(scope="module")
+def api_schema(loaded):
+    return schemathesis.openapi.from_url(f"{loaded.base_url}/openapi.json")
+
+
+def test_no_input_gets_a_server_error(api_schema):
+    operations = [result.ok() for result in api_schema.get_all_operations()]
+    assert {op.path for op in operations} >= {"/customers/{customer_id}/stats", "/stats"}
+    for operation in operations:
+
+        @given(case=operation.as_strategy())
+        @settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
+        def no_5xx(case):
+            response = case.call()
+            assert response.status_code < 500, (case.path, case.query, response.text)
+
+        no_5xx()
+
+
+# -- access control -------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def guarded(module_settings, loaded):
+    keys = f"{ADMIN_KEY}=*,{ACME_KEY}=acme-corp.eu"
+    with running_api(
+        module_settings.model_copy(update={"api_keys": SecretStr(keys)}), today=lambda: TODAY
+    ) as c:
+        yield c
+
+
+def _as(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
+
+
+def test_no_key_or_a_wrong_key_is_401(guarded):
+    url = "/customers/acme-corp.eu/stats?from_date=2026-10-05"
+    missing = guarded.get(url)
+    assert missing.status_code == 401 and missing.headers["WWW-Authenticate"] == "Bearer"
+    assert guarded.get(url, headers=_as(ADMIN_KEY + "x")).status_code == 401
+    assert ADMIN_KEY not in guarded.get(url, headers=_as("nope")).text
+
+
+def test_a_customer_key_sees_only_its_customer(guarded):
+    own = guarded.get("/customers/acme-corp.eu/stats?from_date=2026-10-05", headers=_as(ACME_KEY))
+    assert own.status_code == 200
+    other = guarded.get("/customers/tenant:7/stats?from_date=2026-10-05", headers=_as(ACME_KEY))
+    assert other.status_code == 403
+    assert guarded.get("/stats?from_date=2026-10-05", headers=_as(ACME_KEY)).status_code == 403
+    listed = guarded.get("/customers", headers=_as(ACME_KEY)).json()["customers"]
+    assert [c["customer_id"] for c in listed] == ["acme-corp.eu"]
+
+
+def test_an_admin_key_sees_everything(guarded):
+    assert (
+        guarded.get(
+            "/customers/tenant:7/stats?from_date=2026-10-05", headers=_as(ADMIN_KEY)
+        ).status_code
+        == 200
+    )
+    listed = guarded.get("/customers", headers=_as(ADMIN_KEY)).json()["customers"]
+    assert len(listed) >= 2
+
+
+def test_openapi_shows_the_bearer_scheme(guarded):
+    schemes = guarded.get("/openapi.json").json()["components"]["securitySchemes"]
+    assert schemes["HTTPBearer"]["scheme"] == "bearer"
+
+
+# -- cache -------------------------------------------------------------------------------------
+
+
+def _misses(client: httpx.Client) -> float:
+    found = re.search(
+        r'logpipe_api_cache_lookups_total\{result="miss"\} (\S+)', client.get("/metrics").text
+    )
+    return float(found.group(1)) if found else 0.0
+
+
+def test_100_concurrent_identical_requests_cause_one_query(module_settings, loaded):
+    cached = module_settings.model_copy(update={"cache_ttl": 30})
+    with running_api(cached, today=lambda: TODAY) as client:
+        before = _misses(client)
+
+        async def burst():
+            async with httpx.AsyncClient(base_url=str(client.base_url)) as http:
+                url = "/customers/tenant:7/stats?from_date=2026-10-05"
+                return await asyncio.gather(*(http.get(url) for _ in range(100)))
+
+        responses = asyncio.run(burst())
+        assert {r.status_code for r in responses} == {200}
+        assert len({r.content for r in responses}) == 1
+        assert responses[0].headers["Cache-Control"] == "max-age=30"
+        assert _misses(client) - before == 1
+
+
+# -- InfluxDB down or slow ---------------------------------------------------------------------
+
+
+def test_influxdb_down_makes_readyz_503(tmp_path):
+    down = load_settings(influx_url=f"http://127.0.0.1:{free_port()}", state_dir=tmp_path)
+    with running_api(down) as client:
+        assert client.get("/healthz").status_code == 200
+        ready = client.get("/readyz")
+    assert ready.status_code == 503 and ready.headers["Retry-After"] == "5"
+
+
+def test_a_slow_influxdb_is_a_503_after_the_query_timeout(tmp_path):
+    with socket.socket() as silent:  # accepts connections, never answers
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(16)
+        slow = load_settings(
+            influx_url=f"http://127.0.0.1:{silent.getsockname()[1]}",
+            query_timeout=0.5,
+            state_dir=tmp_path,
+            influx_password="s3cret-password",
+            influx_username="logpipe",
+        )
+        with running_api(slow) as client:
+            response = client.get("/customers/c/stats", params={"from_date": "2026-10-01"})
+    assert response.status_code == 503
+    assert "s3cret" not in response.text

@@ -1,0 +1,128 @@
+"""The API's parts without a server: API keys and the coalescing TTL cache."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from logpipe.errors import ConfigError
+from logpipe.serve.auth import find_key, parse_api_keys
+from logpipe.serve.cache import TTLCache
+
+ADMIN_KEY = "admin-0123456789abcdef"
+ACME_KEY = "acme-0123456789abcdef"
+
+
+def test_api_keys_admin_and_scoped():
+    keys = parse_api_keys(f"{ADMIN_KEY}=*, {ACME_KEY}=acme-corp.eu")
+    assert find_key(keys, ADMIN_KEY).customer_id is None
+    assert find_key(keys, ACME_KEY).customer_id == "acme-corp.eu"
+    assert find_key(keys, ACME_KEY[:-1]) is None
+    assert find_key(keys, "") is None
+    assert ADMIN_KEY not in repr(keys)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("short=*", "at least 16"),
+        ("0123456789abcdefgh", "at least 16"),  # no scope
+        ("0123456789abcdefgh=bad/id", "not a customer id"),
+        (" , ", "names no key"),
+    ],
+)
+def test_bad_api_keys_setting(text, message):
+    with pytest.raises(ConfigError, match=message):
+        parse_api_keys(text)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_concurrent_identical_requests_share_one_computation():
+    calls = []
+
+    async def compute():
+        calls.append(1)
+        await asyncio.sleep(0.05)
+        return "answer"
+
+    async def main():
+        cache = TTLCache(5.0)
+        return await asyncio.gather(*(cache.get("k", compute) for _ in range(100)))
+
+    results = asyncio.run(main())
+    assert len(calls) == 1
+    assert [value for value, _ in results] == ["answer"] * 100
+    assert sum(hit for _, hit in results) == 99
+
+
+def test_answers_expire_after_the_ttl():
+    clock = Clock()
+    calls = []
+
+    async def compute():
+        calls.append(1)
+        return len(calls)
+
+    async def main():
+        cache = TTLCache(5.0, clock=clock)
+        first = await cache.get("k", compute)
+        clock.now = 4.9
+        second = await cache.get("k", compute)
+        clock.now = 5.1
+        third = await cache.get("k", compute)
+        return first, second, third
+
+    assert asyncio.run(main()) == ((1, False), (1, True), (2, False))
+
+
+def test_failures_are_not_kept_and_ttl_0_turns_the_cache_off():
+    calls = []
+
+    async def failing():
+        calls.append(1)
+        raise RuntimeError("InfluxDB down")
+
+    async def main():
+        cache = TTLCache(5.0)
+        for _ in range(2):
+            with pytest.raises(RuntimeError):
+                await cache.get("k", failing)
+        off = TTLCache(0)
+
+        async def value():
+            calls.append(1)
+            return 1
+
+        await off.get("k", value)
+        await off.get("k", value)
+
+    asyncio.run(main())
+    assert len(calls) == 4
+
+
+def test_a_waiter_that_goes_away_does_not_cancel_the_shared_computation():
+    async def main():
+        cache = TTLCache(5.0)
+        release = asyncio.Event()
+
+        async def slow():
+            await release.wait()
+            return "done"
+
+        leader = asyncio.ensure_future(cache.get("k", slow))
+        await asyncio.sleep(0)
+        follower = asyncio.ensure_future(cache.get("k", slow))
+        await asyncio.sleep(0)
+        leader.cancel()
+        release.set()
+        return await follower
+
+    assert asyncio.run(main()) == ("done", True)
