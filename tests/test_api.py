@@ -133,6 +133,10 @@ def test_a_failure_threshold_of_400_counts_4xx_as_failed(module_settings, loaded
         body = client.get("/customers/acme-corp.eu/stats", params={"from": "2026-10-05"}).json()
     assert body["failure_status"] == 400
     assert body["days"][0]["failed_requests"] == 2  # the 503 and the 404
+    inside = module_settings.model_copy(update={"failure_status": 450})
+    with running_api(inside, today=lambda: TODAY) as client:
+        body = client.get("/customers/acme-corp.eu/stats", params={"from": "2026-10-05"}).json()
+    assert body["days"][0]["failed_requests"] == 1  # the 503; 404 is below 450
 
 
 # -- exact statistics, property-based --------------------------------------------------------
@@ -277,7 +281,7 @@ def test_100_concurrent_identical_requests_cause_one_query(module_settings, load
         responses = asyncio.run(burst())
         assert {r.status_code for r in responses} == {200}
         assert len({r.content for r in responses}) == 1
-        assert responses[0].headers["Cache-Control"] == "max-age=30"
+        assert responses[0].headers["Cache-Control"] == "max-age=30, stale-while-revalidate=30"
         assert _misses(client) - before == 1
 
 

@@ -63,24 +63,32 @@ def test_concurrent_identical_requests_share_one_computation():
     assert sum(hit for _, hit in results) == 99
 
 
-def test_answers_expire_after_the_ttl():
+def test_stale_answers_are_served_while_one_refresh_runs_then_expire():
     clock = Clock()
     calls = []
 
     async def compute():
         calls.append(1)
+        await asyncio.sleep(0)
         return len(calls)
 
     async def main():
         cache = TTLCache(5.0, clock=clock)
-        first = await cache.get("k", compute)
+        seen = [await cache.get("k", compute)]
         clock.now = 4.9
-        second = await cache.get("k", compute)
+        seen.append(await cache.get("k", compute))  # fresh
         clock.now = 5.1
-        third = await cache.get("k", compute)
-        return first, second, third
+        seen.append(await cache.get("k", compute))  # stale, refresh starts
+        seen.append(await cache.get("k", compute))  # stale, refresh already running
+        await asyncio.sleep(0.01)
+        seen.append(await cache.get("k", compute))  # the refreshed answer
+        clock.now = 30.0
+        seen.append(await cache.get("k", compute))  # too old to serve: wait for a new one
+        return seen
 
-    assert asyncio.run(main()) == ((1, False), (1, True), (2, False))
+    assert asyncio.run(main()) == [(1, False), (1, True), (1, True), (1, True), (2, True),
+                                   (3, False)]  # fmt: skip
+    assert len(calls) == 3
 
 
 def test_failures_are_not_kept_and_ttl_0_turns_the_cache_off():

@@ -5,44 +5,64 @@ from logpipe.stats import DayStats, customer_totals, customers_query, day_stats,
 
 def test_query_covers_whole_utc_days_and_escapes_the_customer():
     query = stats_query("cust_1", date(2026, 10, 1), date(2026, 10, 2), failure_status=500)
-    first, second = query.split(";")
+    statements = query.split("; ")
+    assert len(statements) == 2  # a threshold of 500 needs no per-point status filter
     day1, day3 = 1790812800 * 10**9, 1790985600 * 10**9  # 2026-10-01 and 2026-10-03, 00:00Z
-    for statement in (first, second):
+    for statement in statements:
         assert f"time >= {day1} AND time < {day3}" in statement
         assert "customer_id = 'cust_1'" in statement
-        assert statement.rstrip().endswith("GROUP BY time(1d) fill(none)")
-    assert "percentile(latency, 99)" in first and "median(latency)" in first
-    assert "status >= 500" in second and "status" not in first
+    assert "percentile(latency, 99)" in statements[0] and "median(latency)" in statements[0]
+    assert statements[1].endswith("GROUP BY time(1d), status_class fill(none)")
+    assert "status >=" not in query
 
 
-def test_failure_threshold_is_the_setting():
-    query = stats_query("c", date(2026, 1, 1), date(2026, 1, 1), failure_status=400)
-    assert "status >= 400" in query
+def test_a_threshold_inside_a_class_counts_that_class_by_status():
+    query = stats_query("c", date(2026, 1, 1), date(2026, 1, 1), failure_status=450)
+    assert "status_class = '4xx' AND status >= 450" in query.split("; ")[2]
 
 
-def test_rows_become_days_with_failed_count_defaulting_to_zero():
-    totals = [
-        {
-            "name": "requests",
-            "columns": ["time", "total", "average", "median", "p99"],
-            "values": [[1790812800, 4, 0.5, 0.4, 0.9], [1790899200, 2, 1.0, 1.0, 1.5]],
-        }
-    ]
-    failed = [{"name": "requests", "columns": ["time", "failed"], "values": [[1790812800, 1]]}]
-    assert day_stats([totals, failed]) == [
+def _series(class_counts: dict[str, list[list[int]]]) -> list[dict]:
+    return [
+        {"name": "requests", "tags": {"status_class": klass}, "columns": ["time", "n"],
+         "values": values}
+        for klass, values in class_counts.items()
+    ]  # fmt: skip
+
+
+LATENCIES = [
+    {
+        "name": "requests",
+        "columns": ["time", "average", "median", "p99"],
+        "values": [[1790812800, 0.5, 0.4, 0.9], [1790899200, 1.0, 1.0, 1.5]],
+    }
+]
+COUNTS = _series(
+    {"2xx": [[1790812800, 2], [1790899200, 2]], "4xx": [[1790812800, 1]], "5xx": [[1790812800, 1]]}
+)
+
+
+def test_rows_become_days_with_failures_from_the_status_classes():
+    assert day_stats([LATENCIES, COUNTS], failure_status=500) == [
         DayStats(date(2026, 10, 1), 4, 3, 1, 75.0, 0.5, 0.4, 0.9),
         DayStats(date(2026, 10, 2), 2, 2, 0, 100.0, 1.0, 1.0, 1.5),
     ]
+    assert day_stats([LATENCIES, COUNTS], failure_status=400)[0].failed_requests == 2
+
+
+def test_a_threshold_inside_a_class_adds_the_partial_count():
+    partial = [{"name": "requests", "columns": ["time", "n"], "values": [[1790812800, 1]]}]
+    (first, _) = day_stats([LATENCIES, COUNTS, partial], failure_status=450)
+    assert first.failed_requests == 2  # the 5xx and the one 4xx at or above 450
 
 
 def test_no_series_means_no_days():
-    assert day_stats([[], []]) == []
+    assert day_stats([[], []], failure_status=500) == []
 
 
 def test_all_customers_query_has_no_customer_filter():
     query = stats_query(None, date(2026, 10, 1), date(2026, 10, 1), failure_status=500)
     assert "customer_id" not in query
-    assert query.count("GROUP BY time(1d) fill(none)") == 2
+    assert query.count("GROUP BY time(1d)") == 2
 
 
 def test_customers_query_pages_by_series():

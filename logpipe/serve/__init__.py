@@ -145,8 +145,9 @@ def create_app(
     """The API, with one pooled InfluxDB client for the app's lifetime."""
     keys = parse_api_keys(settings.api_keys.get_secret_value()) if settings.api_keys else None
     cache: TTLCache[Answer] = TTLCache(settings.cache_ttl)
+    ttl = int(settings.cache_ttl)
     cache_control = (
-        f"{'private, ' if keys else ''}max-age={int(settings.cache_ttl)}"
+        f"{'private, ' if keys else ''}max-age={ttl}, stale-while-revalidate={ttl}"
         if settings.cache_ttl > 0
         else "no-store"
     )
@@ -201,9 +202,8 @@ def create_app(
 
     async def stats_answer(customer_id: str | None, first: date, last: date) -> Answer:
         threshold = settings.failure_status
-        days = day_stats(
-            await query(stats_query(customer_id, first, last, failure_status=threshold))
-        )
+        q = stats_query(customer_id, first, last, failure_status=threshold)
+        days = day_stats(await query(q), failure_status=threshold)
         if not days:
             who = customer_id or "any customer"
             return 404, _json({"detail": f"no requests for {who} from {first} to {last}"})

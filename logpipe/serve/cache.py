@@ -1,13 +1,17 @@
 """An in-process TTL cache of computed answers, with request coalescing: concurrent requests
-for the same key share one computation (one InfluxDB query)."""
+for the same key share one computation (one InfluxDB query).
+
+An answer is fresh for `ttl` seconds. For another `ttl` seconds it may still be served while
+one refresh runs in the background (stale-while-revalidate), so expiry never sends every
+waiting client to InfluxDB at once; after that a request waits for a new answer.
+"""
 
 from __future__ import annotations
 
 import asyncio
-import math
 import time
 from collections.abc import Awaitable, Callable, Hashable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
 T = TypeVar("T")
@@ -16,12 +20,13 @@ T = TypeVar("T")
 @dataclass
 class _Entry(Generic[T]):
     task: asyncio.Future[T]
-    expires: float
+    """The answer, or its computation while it runs."""
+    fresh_until: float = float("inf")
+    refresh: asyncio.Future[T] | None = field(default=None)
 
 
 class TTLCache(Generic[T]):
-    """Answers live `ttl` seconds after they are computed; failures are not kept. A `ttl` of
-    0 turns caching and coalescing off."""
+    """Failures are never kept. A `ttl` of 0 turns caching and coalescing off."""
 
     def __init__(
         self,
@@ -36,25 +41,45 @@ class TTLCache(Generic[T]):
         self._entries: dict[Hashable, _Entry[T]] = {}
 
     async def get(self, key: Hashable, compute: Callable[[], Awaitable[T]]) -> tuple[T, bool]:
-        """(answer, True if it came from the cache or a computation already under way)."""
+        """(answer, True if no computation was started for this request)."""
         if self.ttl <= 0:
             return await compute(), False
         entry = self._entries.get(key)
-        if entry is not None and (not entry.task.done() or self._clock() < entry.expires):
-            return await asyncio.shield(entry.task), True
-        # The computation is a task of its own, so a client that goes away does not cancel
-        # it for the others waiting on it.
-        task = asyncio.ensure_future(compute())
-        entry = _Entry(task, math.inf)
+        now = self._clock()
+        if entry is not None:
+            if not entry.task.done():  # being computed: wait for the same answer
+                return await asyncio.shield(entry.task), True
+            if now < entry.fresh_until:
+                return entry.task.result(), True
+            if now < entry.fresh_until + self.ttl:  # stale: serve it, refresh once
+                if entry.refresh is None:
+                    entry.refresh = self._start(key, entry, compute)
+                return entry.task.result(), True
+        entry = _Entry(self._start(key, None, compute))
         self._entries[key] = entry
-        task.add_done_callback(lambda done: self._settle(key, entry))
         while len(self._entries) > self._max_entries:  # drop the oldest
             del self._entries[next(iter(self._entries))]
-        return await asyncio.shield(task), False
+        return await asyncio.shield(entry.task), False
 
-    def _settle(self, key: Hashable, entry: _Entry[T]) -> None:
-        if entry.task.cancelled() or entry.task.exception() is not None:
-            if self._entries.get(key) is entry:
-                del self._entries[key]
+    def _start(
+        self, key: Hashable, stale: _Entry[T] | None, compute: Callable[[], Awaitable[T]]
+    ) -> asyncio.Future[T]:
+        # A task of its own, so a client that goes away does not cancel it for the others.
+        task = asyncio.ensure_future(compute())
+        task.add_done_callback(lambda done: self._settle(key, stale, done))
+        return task
+
+    def _settle(self, key: Hashable, stale: _Entry[T] | None, task: asyncio.Future[T]) -> None:
+        failed = task.cancelled() or task.exception() is not None
+        if stale is not None:  # a background refresh
+            stale.refresh = None
+            if not failed and self._entries.get(key) is stale:
+                stale.task, stale.fresh_until = task, self._clock() + self.ttl
+            return
+        entry = self._entries.get(key)
+        if entry is None or entry.task is not task:
+            return
+        if failed:
+            del self._entries[key]
         else:
-            entry.expires = self._clock() + self.ttl
+            entry.fresh_until = self._clock() + self.ttl

@@ -1,0 +1,171 @@
+"""API benchmark: `logpipe serve --workers 2` under 64 concurrent clients, against a bare
+FastAPI app on the same uvicorn settings returning the same JSON from memory, same run.
+
+    python bench/api.py [--lines 1000000] [--seconds 20]
+
+Data: 1,000,000 requests over 30 days for 50 customers, stored by `logpipe process --once`.
+Load: wrk, 2 threads, 64 connections, each request for a random customer over all 30 days.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from common import logpipe_env, run_logpipe, settings_for
+
+from logpipe.generate import GenerateOptions
+from logpipe.generate import run as generate
+from logpipe.influxd import LocalInfluxd, free_port
+
+WORKERS = 2
+CUSTOMERS = 50
+LUA = """
+request = function()
+  local path = "/customers/cust_" .. math.random(1, %d) .. "/stats?from_date=%s&to_date=%s"
+  return wrk.format("GET", path)
+end
+"""
+
+
+def _wait_ready(url: str, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(url, timeout=1).status_code < 500:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise SystemExit(f"{url} did not answer")
+
+
+def _server(args: list[str], env: dict[str, str], url: str) -> subprocess.Popen[bytes]:
+    server = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    _wait_ready(url)
+    return server
+
+
+def _stop(server: subprocess.Popen[bytes]) -> None:
+    server.terminate()
+    server.wait(15)
+
+
+def _ms(value: str, unit: str) -> float:
+    return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+
+
+def wrk(base: str, script: Path, seconds: int) -> dict[str, float]:
+    """Requests/s and p50 / p99 latency (ms) from wrk; non-2xx answers fail the run."""
+    out = subprocess.run(
+        ["wrk", "-t2", "-c64", f"-d{seconds}s", "--latency", "-s", str(script), base],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    if "Non-2xx" in out:
+        raise SystemExit(f"wrk saw errors:\n{out}")
+    rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    p50 = re.search(r"\s50%\s+([\d.]+)(us|ms|s)", out)
+    p99 = re.search(r"\s99%\s+([\d.]+)(us|ms|s)", out)
+    return {"rps": rate, "p50_ms": _ms(*p50.groups()), "p99_ms": _ms(*p99.groups())}
+
+
+def single_requests(base: str, first: str, last: str) -> list[float]:
+    """Latency (ms) of one request at a time, each for another customer, cache off."""
+    times = []
+    with httpx.Client(base_url=base, timeout=30) as client:
+        for customer in range(1, 21):
+            started = time.perf_counter()
+            response = client.get(
+                f"/customers/cust_{customer}/stats", params={"from": first, "to": last}
+            )
+            times.append((time.perf_counter() - started) * 1000)
+            response.raise_for_status()
+    return times
+
+
+def main() -> dict[str, float]:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--lines", type=int, default=1_000_000)
+    parser.add_argument("--seconds", type=int, default=20)
+    args = parser.parse_args()
+    if shutil.which("wrk") is None:
+        raise SystemExit("the API benchmark needs wrk: apt-get install wrk")
+    figures: dict[str, float] = {}
+    with tempfile.TemporaryDirectory(prefix="logpipe-bench-api-") as tmp:
+        work = Path(tmp)
+        log = work / "api.log"
+        options = GenerateOptions(
+            rate=0, total=args.lines, customers=CUSTOMERS, seed=3, backfill_days=30
+        )
+        generate(log, options)
+        with log.open("rb") as f:
+            first = f.read(10).decode()
+            f.seek(-200, os.SEEK_END)
+            last = f.read().decode().splitlines()[-1][:10]
+        script = work / "random.lua"
+        script.write_text(LUA % (CUSTOMERS, first, last))
+        with LocalInfluxd(work / "influxd") as influx:
+            settings = settings_for(influx.url, "api", work / "state")
+            run_logpipe(settings, "process", "--input", str(log), "--once")
+            port = free_port()
+            base = f"http://127.0.0.1:{port}"
+            serve = [sys.executable, "-m", "logpipe", "serve", "--port", str(port)]
+            serve += ["--workers", str(WORKERS)]
+            probe = f"{base}/customers/cust_1/stats?from_date={first}&to_date={last}"
+            results = {}
+            for label, ttl in (("cache on", "5"), ("cache off", "0")):
+                env = {**logpipe_env(settings), "LOGPIPE_CACHE_TTL": ttl}
+                server = _server(serve, env, probe)
+                try:
+                    if ttl == "0":
+                        singles = single_requests(base, first, last)
+                    answer = httpx.get(probe).content
+                    results[label] = wrk(base, script, args.seconds)
+                finally:
+                    _stop(server)
+            (work / "answer.json").write_bytes(answer)
+            bare = [sys.executable, "-m", "uvicorn", "bare_app:app", "--app-dir"]
+            bare += [str(Path(__file__).parent), "--port", str(port), "--workers", str(WORKERS)]
+            bare += ["--log-level", "warning"]
+            env = {**os.environ, "BENCH_ANSWER": str(work / "answer.json")}
+            server = _server(bare, env, probe)
+            try:
+                results["ceiling"] = wrk(base, script, args.seconds)
+            finally:
+                _stop(server)
+    ceiling = results["ceiling"]["rps"]
+    print(f"API under 64 clients, {args.seconds} s each, uvicorn with {WORKERS} workers,")
+    print(f"random customer of {CUSTOMERS} over {first}..{last} ({args.lines:,} requests stored)")
+    print(f"  {'':24s} {'req/s':>8s} {'p50 ms':>8s} {'p99 ms':>8s} {'vs ceiling':>10s}")
+    for label in ("ceiling", "cache on", "cache off"):
+        r = results[label]
+        print(
+            f"  {label:24s} {r['rps']:8.0f} {r['p50_ms']:8.1f} {r['p99_ms']:8.1f}"
+            f" {r['rps'] / ceiling:10.2f}"
+        )
+        for key, value in r.items():
+            figures[f"{label.replace(' ', '_')}_{key}"] = value
+    figures["single_median_ms"] = statistics.median(singles)
+    figures["single_max_ms"] = max(singles)
+    print(
+        f"  single uncached 30-day request: median {figures['single_median_ms']:.0f} ms,"
+        f" max {figures['single_max_ms']:.0f} ms over {len(singles)} customers"
+    )
+    print("  targets: cache on >= 0.60 x ceiling req/s with p99 <= 50 ms; single <= 150 ms")
+    return figures
+
+
+if __name__ == "__main__":
+    main()
