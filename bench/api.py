@@ -30,7 +30,6 @@ from logpipe.generate import GenerateOptions
 from logpipe.generate import run as generate
 from logpipe.influxd import LocalInfluxd, free_port
 
-WORKERS = 2
 CUSTOMERS = 50
 LUA = """
 request = function()
@@ -68,24 +67,31 @@ def _ms(value: str, unit: str) -> float:
 
 
 def wrk(base: str, script: Path, seconds: int) -> dict[str, float]:
-    """Requests/s and p50 / p99 latency (ms) from wrk; non-2xx answers fail the run."""
+    """Requests/s, p50 / p99 latency (ms) and answers that were not 2xx, from wrk."""
     out = subprocess.run(
-        ["wrk", "-t2", "-c64", f"-d{seconds}s", "--latency", "-s", str(script), base],
+        ["wrk", "-t2", "-c64", f"-d{seconds}s", "--timeout", "10s", "--latency", "-s",
+         str(script), base],
         capture_output=True, text=True, check=True,
     ).stdout  # fmt: skip
-    if "Non-2xx" in out:
-        raise SystemExit(f"wrk saw errors:\n{out}")
     rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
     p50 = re.search(r"\s50%\s+([\d.]+)(us|ms|s)", out)
     p99 = re.search(r"\s99%\s+([\d.]+)(us|ms|s)", out)
-    return {"rps": rate, "p50_ms": _ms(*p50.groups()), "p99_ms": _ms(*p99.groups())}
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    timeouts = re.search(r"timeout (\d+)", out)
+    return {
+        "rps": rate,
+        "p50_ms": _ms(*p50.groups()),
+        "p99_ms": _ms(*p99.groups()),
+        "errors": float(errors.group(1)) if errors else 0.0,
+        "timeouts": float(timeouts.group(1)) if timeouts else 0.0,
+    }
 
 
 def single_requests(base: str, first: str, last: str) -> list[float]:
-    """Latency (ms) of one request at a time, each for another customer, cache off."""
+    """Latency (ms) of one request at a time for each customer in turn, cache off."""
     times = []
     with httpx.Client(base_url=base, timeout=30) as client:
-        for customer in range(1, 21):
+        for customer in range(1, CUSTOMERS + 1):
             started = time.perf_counter()
             response = client.get(
                 f"/customers/cust_{customer}/stats", params={"from": first, "to": last}
@@ -95,10 +101,16 @@ def single_requests(base: str, first: str, last: str) -> list[float]:
     return times
 
 
+def warm_up(base: str, first: str, last: str) -> None:
+    """Ask for every customer once, so the cache (when on) holds every answer."""
+    single_requests(base, first, last)
+
+
 def main() -> dict[str, float]:
     parser = argparse.ArgumentParser()
     parser.add_argument("--lines", type=int, default=1_000_000)
     parser.add_argument("--seconds", type=int, default=20)
+    parser.add_argument("--workers", type=int, default=2, help="uvicorn workers, both apps")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         raise SystemExit("the API benchmark needs wrk: apt-get install wrk")
@@ -122,7 +134,7 @@ def main() -> dict[str, float]:
             port = free_port()
             base = f"http://127.0.0.1:{port}"
             serve = [sys.executable, "-m", "logpipe", "serve", "--port", str(port)]
-            serve += ["--workers", str(WORKERS)]
+            serve += ["--workers", str(args.workers)]
             probe = f"{base}/customers/cust_1/stats?from_date={first}&to_date={last}"
             results = {}
             for label, ttl in (("cache on", "5"), ("cache off", "0")):
@@ -131,37 +143,54 @@ def main() -> dict[str, float]:
                 try:
                     if ttl == "0":
                         singles = single_requests(base, first, last)
+                    else:
+                        warm_up(base, first, last)
                     answer = httpx.get(probe).content
                     results[label] = wrk(base, script, args.seconds)
                 finally:
                     _stop(server)
             (work / "answer.json").write_bytes(answer)
             bare = [sys.executable, "-m", "uvicorn", "bare_app:app", "--app-dir"]
-            bare += [str(Path(__file__).parent), "--port", str(port), "--workers", str(WORKERS)]
+            bare += [
+                str(Path(__file__).parent),
+                "--port",
+                str(port),
+                "--workers",
+                str(args.workers),
+            ]
             bare += ["--log-level", "warning"]
             env = {**os.environ, "BENCH_ANSWER": str(work / "answer.json")}
             server = _server(bare, env, probe)
             try:
+                warm_up(base, first, last)
                 results["ceiling"] = wrk(base, script, args.seconds)
             finally:
                 _stop(server)
     ceiling = results["ceiling"]["rps"]
-    print(f"API under 64 clients, {args.seconds} s each, uvicorn with {WORKERS} workers,")
+    print(f"API under 64 clients, {args.seconds} s each, uvicorn with {args.workers} workers,")
     print(f"random customer of {CUSTOMERS} over {first}..{last} ({args.lines:,} requests stored)")
-    print(f"  {'':24s} {'req/s':>8s} {'p50 ms':>8s} {'p99 ms':>8s} {'vs ceiling':>10s}")
+    print(
+        f"  {'':12s} {'req/s':>8s} {'p50 ms':>8s} {'p99 ms':>8s} {'vs ceiling':>10s}"
+        f" {'errors':>7s}"
+    )
     for label in ("ceiling", "cache on", "cache off"):
         r = results[label]
         print(
-            f"  {label:24s} {r['rps']:8.0f} {r['p50_ms']:8.1f} {r['p99_ms']:8.1f}"
-            f" {r['rps'] / ceiling:10.2f}"
+            f"  {label:12s} {r['rps']:8.0f} {r['p50_ms']:8.1f} {r['p99_ms']:8.1f}"
+            f" {r['rps'] / ceiling:10.2f} {r['errors'] + r['timeouts']:7.0f}"
         )
         for key, value in r.items():
             figures[f"{label.replace(' ', '_')}_{key}"] = value
+    ordered = sorted(singles)
     figures["single_median_ms"] = statistics.median(singles)
+    figures["single_p90_ms"] = ordered[int(len(ordered) * 0.9) - 1]
     figures["single_max_ms"] = max(singles)
+    figures["single_over_150"] = sum(t > 150 for t in singles)
     print(
-        f"  single uncached 30-day request: median {figures['single_median_ms']:.0f} ms,"
-        f" max {figures['single_max_ms']:.0f} ms over {len(singles)} customers"
+        f"  single uncached 30-day request, each of {len(singles)} customers: median"
+        f" {figures['single_median_ms']:.0f} ms, p90 {figures['single_p90_ms']:.0f} ms,"
+        f" max {figures['single_max_ms']:.0f} ms (cust_1, the busiest);"
+        f" {figures['single_over_150']:.0f} over 150 ms"
     )
     print("  targets: cache on >= 0.60 x ceiling req/s with p99 <= 50 ms; single <= 150 ms")
     return figures

@@ -57,6 +57,9 @@ class Settings(BaseSettings):
         None, description='"key=*" (admin) or "key=customer_id", comma-separated; off if unset'
     )
     cache_ttl: float = Field(5.0, ge=0, description="seconds a stats answer is reused; 0 = off")
+    history_cache_ttl: float = Field(
+        300.0, ge=0, description="seconds statistics of days before yesterday are reused"
+    )
     query_timeout: float = Field(5.0, gt=0, description="seconds the API waits for InfluxDB")
 
     @field_validator("influx_url")

@@ -7,6 +7,7 @@ import asyncio
 import itertools
 import re
 import socket
+import time
 from datetime import date, timedelta
 
 import httpx
@@ -311,3 +312,18 @@ def test_a_slow_influxdb_is_a_503_after_the_query_timeout(tmp_path):
             response = client.get("/customers/c/stats", params={"from_date": "2026-10-01"})
     assert response.status_code == 503
     assert "s3cret" not in response.text
+
+
+def test_recent_days_are_fresh_and_older_days_come_from_the_history_cache(module_settings, loaded):
+    quick = module_settings.model_copy(update={"cache_ttl": 0.2, "history_cache_ttl": 60})
+    lines = ["2026-10-05 08:00:00 hist-1 /a 200 0.1", "2026-10-07 08:00:00 hist-1 /a 200 0.1"]
+    _write(module_settings, lines, salt=1)
+    url = "/customers/hist-1/stats?from_date=2026-10-05"
+    with running_api(quick, today=lambda: TODAY) as client:
+        before = {d["date"]: d["total_requests"] for d in client.get(url).json()["days"]}
+        assert before == {"2026-10-05": 1, "2026-10-07": 1}
+        _write(module_settings, [line.replace("08:00", "09:00") for line in lines], salt=2)
+        time.sleep(0.5)  # past the TTL and the stale-while-revalidate window
+        after = {d["date"]: d["total_requests"] for d in client.get(url).json()["days"]}
+    # yesterday (2026-10-07) is asked for again; 2026-10-05 is history, kept for 60 s
+    assert after == {"2026-10-05": 1, "2026-10-07": 2}

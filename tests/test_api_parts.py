@@ -134,3 +134,22 @@ def test_a_waiter_that_goes_away_does_not_cancel_the_shared_computation():
         return await follower
 
     assert asyncio.run(main()) == ("done", True)
+
+
+def test_history_cache_keeps_days_until_their_ttl():
+    from logpipe.serve.cache import HistoryCache
+
+    clock = Clock()
+    history = HistoryCache(300, clock=clock)
+    history.keep("acme", "2026-10-01", "stats")
+    history.keep("acme", "2026-10-02", None)  # a day without requests is an answer too
+    assert history.known("acme", ["2026-10-01", "2026-10-02", "2026-10-03"]) == {
+        "2026-10-01": "stats",
+        "2026-10-02": None,
+    }
+    assert history.known("other", ["2026-10-01"]) == {}
+    clock.now = 300.1
+    assert history.known("acme", ["2026-10-01"]) == {}
+    off = HistoryCache(0)
+    off.keep("acme", "2026-10-01", "stats")
+    assert off.known("acme", ["2026-10-01"]) == {}

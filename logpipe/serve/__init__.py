@@ -13,7 +13,7 @@ import tempfile
 import time
 from collections.abc import AsyncIterator, Callable, Hashable
 from contextlib import asynccontextmanager
-from datetime import date, datetime, timezone
+from datetime import date, datetime, timedelta, timezone
 from typing import Annotated, Any
 
 import httpx
@@ -28,7 +28,7 @@ from logpipe.errors import InfluxRejected, InfluxUnavailable
 from logpipe.influx import AsyncInfluxClient
 from logpipe.schema import CUSTOMER_ID_PATTERN
 from logpipe.serve.auth import ADMIN, ApiKey, find_key, parse_api_keys
-from logpipe.serve.cache import TTLCache
+from logpipe.serve.cache import HistoryCache, TTLCache
 from logpipe.serve.metrics import (
     CACHE_LOOKUPS,
     QUERY_SECONDS,
@@ -145,6 +145,7 @@ def create_app(
     """The API, with one pooled InfluxDB client for the app's lifetime."""
     keys = parse_api_keys(settings.api_keys.get_secret_value()) if settings.api_keys else None
     cache: TTLCache[Answer] = TTLCache(settings.cache_ttl)
+    history = HistoryCache(settings.history_cache_ttl if settings.cache_ttl > 0 else 0)
     ttl = int(settings.cache_ttl)
     cache_control = (
         f"{'private, ' if keys else ''}max-age={ttl}, stale-while-revalidate={ttl}"
@@ -202,8 +203,20 @@ def create_app(
 
     async def stats_answer(customer_id: str | None, first: date, last: date) -> Answer:
         threshold = settings.failure_status
-        q = stats_query(customer_id, first, last, failure_status=threshold)
-        days = day_stats(await query(q), failure_status=threshold)
+        wanted = [first + timedelta(days=n) for n in range((last - first).days + 1)]
+        live_from = today() - timedelta(days=1)  # yesterday and today may still change
+        known = history.known(customer_id, [day for day in wanted if day < live_from])
+        missing = [day for day in wanted if day not in known]
+        if missing:  # one query for the span of the days not held
+            q = stats_query(customer_id, missing[0], missing[-1], failure_status=threshold)
+            fetched = {
+                day.date: day for day in day_stats(await query(q), failure_status=threshold)
+            }
+            for day in missing:
+                known[day] = fetched.get(day)
+                if day < live_from:
+                    history.keep(customer_id, day, known[day])
+        days = [known[day] for day in wanted if known[day] is not None]
         if not days:
             who = customer_id or "any customer"
             return 404, _json({"detail": f"no requests for {who} from {first} to {last}"})

@@ -83,3 +83,41 @@ class TTLCache(Generic[T]):
             del self._entries[key]
         else:
             entry.fresh_until = self._clock() + self.ttl
+
+
+class HistoryCache:
+    """Per-day statistics of days before yesterday (UTC), kept `ttl` seconds.
+
+    Such days change only when old lines are ingested (a backfill), so a recomputation of
+    an answer asks InfluxDB only for the days this cache does not hold: usually yesterday
+    and today. A day without requests is kept too (as None).
+    """
+
+    def __init__(
+        self,
+        ttl: float,
+        *,
+        max_entries: int = 200_000,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.ttl = ttl
+        self._max_entries = max_entries
+        self._clock = clock
+        self._days: dict[Hashable, tuple[float, object]] = {}
+
+    def known(self, scope: Hashable, days: list[Hashable]) -> dict[Hashable, object]:
+        """The days of `days` held and not expired, with their value."""
+        now = self._clock()
+        found = {}
+        for day in days:
+            entry = self._days.get((scope, day))
+            if entry is not None and now < entry[0]:
+                found[day] = entry[1]
+        return found
+
+    def keep(self, scope: Hashable, day: Hashable, value: object) -> None:
+        if self.ttl <= 0:
+            return
+        self._days[(scope, day)] = (self._clock() + self.ttl, value)
+        while len(self._days) > self._max_entries:  # drop the oldest
+            del self._days[next(iter(self._days))]
