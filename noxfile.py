@@ -24,4 +24,5 @@ def lint(session: nox.Session) -> None:
 def bench(session: nox.Session) -> None:
     """Benchmarks against a fresh private influxd; prints the figures the README quotes."""
     session.install("-e", ".")
-    session.run("python", "bench/ingest.py", *session.posargs)
+    session.run("python", "bench/ingest.py")
+    session.run("python", "bench/api.py")

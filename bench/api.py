@@ -10,6 +10,7 @@ Load: wrk, 2 threads, 64 connections, each request for a random customer over al
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
 import re
 import shutil
@@ -101,9 +102,23 @@ def single_requests(base: str, first: str, last: str) -> list[float]:
     return times
 
 
-def warm_up(base: str, first: str, last: str) -> None:
-    """Ask for every customer once, so the cache (when on) holds every answer."""
-    single_requests(base, first, last)
+def warm_up(base: str, first: str, last: str, rounds: int = 4) -> None:
+    """Ask for every customer a few times over fresh, concurrent connections, so that every
+    worker process has filled its cache (when on) before the clock starts."""
+
+    async def one_round() -> None:
+        limits = httpx.Limits(max_keepalive_connections=0)
+        async with httpx.AsyncClient(base_url=base, timeout=60, limits=limits) as client:
+            params = {"from": first, "to": last}
+            answers = await asyncio.gather(
+                *(client.get(f"/customers/cust_{c}/stats", params=params)
+                  for c in range(1, CUSTOMERS + 1))
+            )  # fmt: skip
+            for answer in answers:
+                answer.raise_for_status()
+
+    for _ in range(rounds):
+        asyncio.run(one_round())
 
 
 def main() -> dict[str, float]:

@@ -18,6 +18,10 @@ ensure_influxd() {
   influxd version
 }
 
+ensure_wrk() {
+  command -v wrk >/dev/null || apt_install wrk
+}
+
 # .venv with logpipe (editable) and its test tools
 ensure_venv() {
   if [ ! -x .venv/bin/python ]; then

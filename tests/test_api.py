@@ -5,8 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import os
 import re
+import signal
 import socket
+import subprocess
+import sys
 import time
 from datetime import date, timedelta
 
@@ -21,7 +25,7 @@ from logpipe.config import load_settings
 from logpipe.influx import InfluxClient
 from logpipe.influxd import free_port
 from logpipe.schema import point_line, point_timestamp
-from tests.conftest import running_api
+from tests.conftest import running_api, wait_until
 from tests.reference import daily_stats_of
 
 TODAY = date(2026, 10, 8)
@@ -327,3 +331,41 @@ def test_recent_days_are_fresh_and_older_days_come_from_the_history_cache(module
         after = {d["date"]: d["total_requests"] for d in client.get(url).json()["days"]}
     # yesterday (2026-10-07) is asked for again; 2026-10-05 is history, kept for 60 s
     assert after == {"2026-10-05": 1, "2026-10-07": 2}
+
+
+def test_serve_with_two_workers_shares_settings_and_sums_metrics(module_settings, loaded):
+    port = free_port()
+    env = {
+        **os.environ,
+        "LOGPIPE_INFLUX_URL": module_settings.influx_url,
+        "LOGPIPE_STATE_DIR": str(module_settings.state_dir),
+    }
+    server = subprocess.Popen(
+        [sys.executable, "-m", "logpipe", "serve", "--workers", "2", "--port", str(port),
+         "--database", module_settings.influx_database],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_until(lambda: _answers(f"{base}/healthz"), timeout=30, what="serve --workers 2")
+        for _ in range(6):
+            with httpx.Client(base_url=base) as client:  # new connections, either worker
+                response = client.get("/customers/tenant:7/stats?from_date=2026-10-05")
+                assert response.status_code == 200
+        metrics = httpx.get(f"{base}/metrics").text
+    finally:
+        server.send_signal(signal.SIGINT)
+        server.communicate(timeout=20)
+    total = re.search(
+        r'logpipe_api_requests_total\{method="GET",route="/customers/\{customer_id\}/stats",'
+        r'status="200"\} (\S+)',
+        metrics,
+    )
+    assert float(total.group(1)) == 6
+
+
+def _answers(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False
