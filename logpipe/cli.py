@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any, Optional, TypeVar
 
@@ -83,29 +84,70 @@ def generate(
         typer.Option(
             min=0,
             help="lines per second; 0 = as fast as possible"
-            " [default: 10, or 0 with --backfill-days]",
+            " [default: 10, or 0 with --backfill-days or --start]",
             show_default=False,
         ),
     ] = None,
     total: Annotated[Optional[int], typer.Option(min=1, help="stop after N lines")] = None,
+    max_lines: Annotated[Optional[int], typer.Option(min=1, help="the same as --total")] = None,
     customers: Annotated[int, typer.Option(min=1, max=100_000, help="distinct customers")] = 10,
     seed: Annotated[Optional[int], typer.Option(help="random seed, for repeatable output")] = None,
     backfill_days: Annotated[
-        Optional[float], typer.Option(min=0.001, help="spread timestamps over the last D days")
+        Optional[float],
+        typer.Option(
+            min=0.001, help="spread timestamps over D days (ending now, or from --start)"
+        ),
     ] = None,
+    start: Annotated[
+        Optional[datetime],
+        typer.Option(
+            formats=["%Y-%m-%d"],
+            help="first day of the history (UTC); with --seed, byte-identical output",
+        ),
+    ] = None,
+    format: Annotated[str, typer.Option(help="text, json or logfmt")] = "text",
+    client_error_rate: Annotated[
+        float, typer.Option(min=0, max=1, help="share of 4xx answers")
+    ] = 0.10,
+    server_error_rate: Annotated[
+        float, typer.Option(min=0, max=1, help="share of 5xx answers")
+    ] = 0.03,
+    batch_size: Annotated[
+        Optional[int], typer.Option(min=1, help="write N lines at a time (with --interval)")
+    ] = None,
+    interval: Annotated[
+        Optional[float], typer.Option(min=0.001, help="seconds between batches of --batch-size")
+    ] = None,
+    rotate_bytes: Annotated[
+        Optional[int], typer.Option(min=1, help="rotate like logrotate past N bytes")
+    ] = None,
+    status_file: Annotated[Optional[Path], typer.Option(hidden=True)] = None,
 ) -> None:
     """Append realistic request lines to a log file, at a steady rate.
 
     Example: logpipe generate --output api.log --rate 5
     """
     from logpipe import generate as module
+    from logpipe.errors import ConfigError
 
-    if rate is None:  # history is written at once; "now" at a pace a person can follow
-        rate = 0.0 if backfill_days is not None else module.LIVE_RATE
-    options = module.GenerateOptions(
-        rate=rate, total=total, customers=customers, seed=seed, backfill_days=backfill_days
+    options = module.options_from_flags(
+        rate=rate,
+        total=total or max_lines,
+        customers=customers,
+        seed=seed,
+        backfill_days=backfill_days,
+        start=start.date() if start else None,
+        client_error_rate=client_error_rate,
+        server_error_rate=server_error_rate,
+        format=format,
+        batch_size=batch_size,
+        interval=interval,
+        rotate_bytes=rotate_bytes,
     )
-    written = module.run(output, options)
+    if total and max_lines and total != max_lines:
+        raise ConfigError("--total and --max-lines say different things; give one")
+    with module.progress(options, status_file=status_file) as on_batch:
+        written = module.run(output, options, on_batch=on_batch)
     typer.echo(f"wrote {written} lines to {output}", err=True)
 
 
