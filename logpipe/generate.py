@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
 from pathlib import Path
+from typing import TextIO
 
 # (path, median latency in seconds): lognormal latencies around these.
 PATHS = (
