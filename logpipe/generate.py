@@ -259,7 +259,7 @@ def run(
     maker = LineMaker(rng, options)
     output.parent.mkdir(parents=True, exist_ok=True)
     written = 0
-    out = output.open("a", encoding="utf-8")
+    out: TextIO = output.open("a", encoding="utf-8")
     size = out.tell()
     try:
         with contextlib.suppress(KeyboardInterrupt):
