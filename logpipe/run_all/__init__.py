@@ -7,21 +7,24 @@ then the processor (which stores what was written), then the API, then a private
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+
+from rich.console import Console
+from rich.live import Live
 
 from logpipe.config import Settings, default_data_dir
 from logpipe.errors import InfluxNotFound, InfluxUnavailable
 from logpipe.influx import InfluxClient
 from logpipe.influxd import LocalInfluxd, find_influxd
+from logpipe.run_all.view import Snapshot, Watcher, one_line, render
 
-STOP_TIMEOUT = 8.0
 NO_INFLUX_HELP = (
     "no InfluxDB answers at {url} and no `influxd` is on PATH. Either start one with Docker "
     "(`docker compose -f docker-compose.influx.yml up -d`, then set the LOGPIPE_INFLUX_* "
@@ -60,17 +63,25 @@ class Child:
         if code is None:
             return None
         tail = self.log_path.read_text(errors="replace").strip().splitlines()[-5:]
-        return f"{self.name} exited with code {code}:\n  " + "\n  ".join(tail)
+        return f"{self.name} exited with code {code}; the end of {self.log_path}:\n  " + (
+            "\n  ".join(tail)
+        )
 
-    def stop(self) -> None:
-        """SIGINT (a clean Ctrl-C), then SIGKILL if it has not ended in time."""
+    def stop(self, timeout: float) -> None:
+        """SIGINT (a clean Ctrl-C), then SIGKILL if it has not ended within `timeout`."""
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGINT)
             try:
-                self.process.wait(STOP_TIMEOUT)
+                self.process.wait(timeout)
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+
+
+STOP_SECONDS = {"generate": 1.0, "process": 3.0, "serve": 2.0}
+"""How long each child may take to stop; with the drain and InfluxDB, under 10 s in all."""
+DRAIN_SECONDS = 2.0
+INFLUX_STOP_SECONDS = 2.0
 
 
 def _start_influx(settings: Settings) -> tuple[str, LocalInfluxd | None]:
@@ -90,6 +101,7 @@ def _commands(settings: Settings, options: RunAllOptions, log_file: Path) -> lis
     """The children's command lines, in pipeline order (which is also the stopping order)."""
     generate = ["generate", "--output", str(log_file), "--rate", str(options.rate)]
     generate += ["--customers", str(options.customers)]
+    generate += ["--status-file", str(settings.state_dir / "generate-status.json")]
     return [
         *([generate] if options.generate else []),
         ["process", "--input", str(log_file)],
@@ -97,41 +109,75 @@ def _commands(settings: Settings, options: RunAllOptions, log_file: Path) -> lis
     ]
 
 
-def _watch(children: list[Child], report: Callable[[str], None]) -> int:
-    while True:
-        for child in children:
-            reason = child.failed()
-            if reason:
-                report(reason)
-                return 1
-        time.sleep(0.5)
+def _drain(watcher: Watcher) -> None:
+    """After the generator stopped: give the processor a moment to store what is left."""
+    deadline = time.monotonic() + DRAIN_SECONDS
+    while time.monotonic() < deadline:
+        view = watcher.look()
+        if view.lag_bytes == 0 and view.read == view.stored + view.rejected:
+            return
+        time.sleep(0.2)
 
 
 def run(
-    settings: Settings, options: RunAllOptions, *, report: Callable[[str], None] = print
+    settings: Settings,
+    options: RunAllOptions,
+    *,
+    console: Console | None = None,
 ) -> int:
     """Run until Ctrl-C or SIGTERM (exit code 0) or until a child dies (exit code 1)."""
+    console = console or Console(stderr=True)
     log_dir = settings.state_dir / "logs"
     log_dir.mkdir(parents=True, exist_ok=True)
     log_file = options.log_file or settings.state_dir / "api_requests.log"
     log_file.touch()
+    for stale in ("generate-status.json", "process-status.json"):
+        (settings.state_dir / stale).unlink(missing_ok=True)
     signal.signal(signal.SIGTERM, signal.default_int_handler)  # SIGTERM stops like Ctrl-C
     url, server = _start_influx(settings)
+    with InfluxClient(settings.model_copy(update={"influx_url": url})) as client:
+        version = client.ping()
     env = {**os.environ, "LOGPIPE_INFLUX_URL": url, "LOGPIPE_STATE_DIR": str(settings.state_dir)}
+    api = f"http://{settings.api_host}:{settings.api_port}"
+    view = Snapshot(influx=f"{url} (InfluxDB {version})", api=api, log_file=log_file)
+    watcher = Watcher(view, state_dir=settings.state_dir, api_url=api)
     children: list[Child] = []
     try:
         for command in _commands(settings, options, log_file):
             children.append(Child(command[0], command, env=env, log_dir=log_dir))
-        report(
-            f"InfluxDB {url}, API http://{settings.api_host}:{settings.api_port}/docs, "
-            f"log file {log_file}, logs in {log_dir}. Ctrl-C stops."
-        )
-        return _watch(children, report)
+        if not console.is_terminal:
+            console.print(f"InfluxDB {view.influx}, API {api}/docs, logs in {log_dir}")
+        return _watch(children, watcher, console)
     except KeyboardInterrupt:
-        report("stopping…")
         return 0
     finally:
         for child in children:
-            child.stop()
+            child.stop(STOP_SECONDS[child.name])
+            if child.name == "generate":
+                _drain(watcher)
+        watcher.close()
         if server is not None:
-            server.stop()
+            server.stop(timeout=INFLUX_STOP_SECONDS)
+
+
+def _watch(children: list[Child], watcher: Watcher, console: Console) -> int:
+    """Refresh the panel (or a line every 5 s) until a child dies: then say why, return 1."""
+    live = Live(render(watcher.look()), console=console, refresh_per_second=2)
+    last_line = 0.0
+    with live if console.is_terminal else contextlib.nullcontext():
+        while True:
+            view = watcher.look()
+            for child in children:
+                view.problem = child.failed()
+                if view.problem:
+                    break
+            if console.is_terminal:
+                live.update(render(view))
+            elif time.monotonic() - last_line >= 5 or view.problem:
+                last_line = time.monotonic()
+                console.print(one_line(view))
+            if view.problem:
+                if not console.is_terminal:
+                    console.print(view.problem)
+                return 1
+            time.sleep(0.5)
