@@ -26,3 +26,4 @@ def bench(session: nox.Session) -> None:
     session.install("-e", ".")
     session.run("python", "bench/ingest.py")
     session.run("python", "bench/api.py")
+    session.run("python", "bench/generate.py")

@@ -282,5 +282,30 @@ def run_all(
     raise typer.Exit(module.run(settings, options))
 
 
+@app.command()
+@_friendly
+def config(
+    influx_url: InfluxUrl = None,
+    database: Database = None,
+    state_dir: StateDir = None,
+) -> None:
+    """Print the effective settings and where each came from (secrets masked).
+
+    Example: logpipe config
+    """
+    from rich.console import Console
+    from rich.table import Table
+
+    from logpipe.config import describe, load_settings
+
+    flags = {"influx_url": influx_url, "influx_database": database, "state_dir": state_dir}
+    settings = load_settings(**flags)
+    table = Table("setting", "value", "from", box=None, pad_edge=False)
+    given = frozenset(name for name, value in flags.items() if value is not None)
+    for row in describe(settings, flags=given):
+        table.add_row(*row)
+    Console().print(table)
+
+
 def main() -> None:
     app(prog_name="logpipe")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -88,3 +89,30 @@ def load_settings(**overrides: Any) -> Settings:
         field = ".".join(str(part) for part in first["loc"]) or "settings"
         env_name = f"LOGPIPE_{field.upper()}"
         raise ConfigError(f"{field} ({env_name}): {first['msg']}") from exc
+
+
+def describe(
+    settings: Settings, *, flags: frozenset[str] = frozenset()
+) -> list[tuple[str, str, str]]:
+    """(environment variable, value as shown, where it came from) for every setting; secrets
+    masked. `flags` names the settings a command-line flag set."""
+    from dotenv import dotenv_values
+
+    env_file = {key.upper(): value for key, value in dotenv_values(".env").items()}
+    rows = []
+    for name in Settings.model_fields:
+        variable = f"LOGPIPE_{name.upper()}"
+        if name in flags:
+            source = "flag"
+        elif variable in os.environ:
+            source = "environment"
+        elif variable in env_file:
+            source = ".env"
+        else:
+            source = "default"
+        value = getattr(settings, name)
+        shown = (
+            "**********" if isinstance(value, SecretStr) else "" if value is None else str(value)
+        )
+        rows.append((variable, shown, source))
+    return rows

@@ -10,7 +10,7 @@ from logpipe.cli import app
 from logpipe.influxd import free_port
 
 runner = CliRunner()
-COMMANDS = ["generate", "process", "serve", "run-all"]
+COMMANDS = ["generate", "process", "serve", "run-all", "config"]
 
 
 @pytest.mark.parametrize("command", COMMANDS)
@@ -71,3 +71,19 @@ def test_bad_flag_value_is_refused_before_anything_runs(tmp_path):
     assert result.exit_code == 2
     assert "--rate" in result.output
     assert not (tmp_path / "x").exists()
+
+
+def test_config_shows_values_and_where_they_came_from(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / ".env").write_text("LOGPIPE_BATCH_SIZE=777\n")
+    monkeypatch.setenv("LOGPIPE_INFLUX_TOKEN", "very-secret-token")
+    monkeypatch.setenv("LOGPIPE_CACHE_TTL", "9")
+    result = runner.invoke(app, ["config", "--database", "flagged"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    rows = {line.split()[0]: line.split()[1:] for line in result.output.splitlines()[1:]}
+    assert rows["LOGPIPE_BATCH_SIZE"] == ["777", ".env"]
+    assert rows["LOGPIPE_CACHE_TTL"] == ["9.0", "environment"]
+    assert rows["LOGPIPE_INFLUX_DATABASE"] == ["flagged", "flag"]
+    assert rows["LOGPIPE_INFLUX_URL"] == ["http://127.0.0.1:8086", "default"]
+    assert rows["LOGPIPE_INFLUX_TOKEN"] == ["**********", "environment"]
+    assert "very-secret-token" not in result.output
