@@ -308,4 +308,17 @@ def config(
 
 
 def main() -> None:
-    app(prog_name="logpipe")
+    """The console script: a usage mistake is one line and exit code 2, like the rest."""
+    try:
+        code = app(prog_name="logpipe", standalone_mode=False)
+    except typer.Abort:  # Ctrl-C at a prompt
+        raise SystemExit(130) from None
+    except Exception as exc:
+        # click's UsageError (bad flag, bad value, missing option), vendored by newer Typer
+        if getattr(exc, "exit_code", None) != 2 or not hasattr(exc, "format_message"):
+            raise
+        context = getattr(exc, "ctx", None)
+        where = context.command_path if context else "logpipe"
+        typer.secho(f"Error: {exc.format_message()} (see {where} --help)", err=True, fg="red")
+        raise SystemExit(2) from None
+    raise SystemExit(code if isinstance(code, int) else 0)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 from typer.testing import CliRunner
 
@@ -87,3 +90,21 @@ def test_config_shows_values_and_where_they_came_from(tmp_path, monkeypatch):
     assert rows["LOGPIPE_INFLUX_URL"] == ["http://127.0.0.1:8086", "default"]
     assert rows["LOGPIPE_INFLUX_TOKEN"] == ["**********", "environment"]
     assert "very-secret-token" not in result.output
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["generate", "--output", "x", "--rate", "-1"], "Invalid value for '--rate'"),
+        (["process", "--inptu", "x"], "No such option: --inptu"),
+        (["nosuch"], "No such command"),
+    ],
+)
+def test_usage_mistakes_through_the_console_script_are_one_line(tmp_path, args, says):
+    result = subprocess.run(
+        [sys.executable, "-m", "logpipe", *args], capture_output=True, text=True, cwd=tmp_path
+    )
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and says in lines[0] and lines[0].startswith("Error: ")
+    assert "Traceback" not in result.stderr
