@@ -35,7 +35,7 @@ from logpipe.serve.metrics import (
     MetricsMiddleware,
     exposition,
 )
-from logpipe.stats import customer_totals, customers_query, day_stats, stats_query
+from logpipe.stats import DayStats, customer_totals, customers_query, day_stats, stats_query
 
 MAX_RANGE_DAYS = 366
 RETRY_AFTER_SECONDS = 5
@@ -45,17 +45,6 @@ Answer = tuple[int, bytes]
 """A rendered answer: HTTP status and JSON body, as the cache keeps it."""
 
 
-class DayStatsOut(BaseModel):
-    date: date
-    total_requests: int
-    successful_requests: int
-    failed_requests: int
-    uptime: float
-    average_latency: float
-    median_latency: float
-    p99_latency: float
-
-
 class StatsOut(BaseModel):
     customer_id: str | None
     """The customer; null for /stats (all customers together)."""
@@ -63,7 +52,7 @@ class StatsOut(BaseModel):
     to_date: date
     failure_status: int
     """Requests with a status >= this counted as failed."""
-    days: list[DayStatsOut]
+    days: list[DayStats]
 
 
 class CustomerOut(BaseModel):
