@@ -102,7 +102,7 @@ def single_requests(base: str, first: str, last: str) -> list[float]:
     return times
 
 
-def warm_up(base: str, first: str, last: str, rounds: int = 4) -> None:
+def warm_up(base: str, first: str, last: str, rounds: int = 12) -> None:
     """Ask for every customer a few times over fresh, concurrent connections, so that every
     worker process has filled its cache (when on) before the clock starts."""
 

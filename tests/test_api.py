@@ -369,3 +369,12 @@ def _answers(url: str) -> bool:
         return httpx.get(url, timeout=1).status_code == 200
     except httpx.HTTPError:
         return False
+
+
+def test_before_the_first_ingest_there_are_no_requests_not_an_error(module_settings):
+    empty = module_settings.model_copy(update={"influx_database": "never_created"})
+    with running_api(empty, today=lambda: TODAY) as client:
+        stats = client.get("/customers/acme-corp.eu/stats", params={"from_date": "2026-10-05"})
+        listed = client.get("/customers")
+    assert stats.status_code == 404 and "no requests" in stats.json()["detail"]
+    assert listed.status_code == 200 and listed.json()["customers"] == []
