@@ -167,6 +167,10 @@ class AsyncInfluxClient:
         _check(response, "query")
         return series_of(response.json())
 
+    async def database_exists(self) -> bool:
+        (series,) = await self.query("SHOW DATABASES")
+        return any([self.database] in one.get("values", []) for one in series)
+
     async def ping(self) -> str:
         try:
             response = await self._http.get("/ping")

@@ -177,9 +177,11 @@ def create_app(
         started = time.perf_counter()
         try:
             return await app.state.influx.query(q)  # type: ignore[no-any-return]
-        except InfluxRejected as exc:
-            # Before the processor's first run there is no database: no requests, not an error.
-            if "database not found" in str(exc):
+        except InfluxRejected:
+            # Before the processor's first run there is no database: no requests, not an
+            # error. (InfluxDB 1.6 says "not executed" rather than "database not found" when
+            # a query has several statements, hence the question.)
+            if not await app.state.influx.database_exists():
                 return [[] for _ in q.split(";")]
             raise
         finally:
