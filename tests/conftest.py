@@ -121,6 +121,11 @@ def start_process(settings: Settings, *args: str) -> subprocess.Popen[str]:
 def stop_process(process: subprocess.Popen[str], *, timeout: float = 20.0) -> str:
     """Ctrl-C the child; returns its output. It must exit cleanly (code 0)."""
     process.send_signal(signal.SIGINT)
-    output, _ = process.communicate(timeout=timeout)
+    try:
+        output, _ = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()  # never leave a child behind, even when the test fails
+        process.communicate()
+        raise
     assert process.returncode == 0, output
     return output

@@ -3,14 +3,8 @@ import json
 import pytest
 
 from logpipe.errors import ConfigError
-from logpipe.process.parse import (
-    LineFormat,
-    ParseError,
-    parse_json_line,
-    parse_logfmt_line,
-    parse_text_line,
-    parse_timestamp,
-)
+from logpipe.process.formats import LineFormat, parse_json_line, parse_logfmt_line
+from logpipe.process.parse import ParseError, parse_text_line, parse_timestamp
 
 KEYS = LineFormat().keys
 T0 = 1791279756  # 2026-10-06T09:42:36Z

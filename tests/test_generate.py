@@ -5,7 +5,8 @@ from typer.testing import CliRunner
 
 from logpipe.cli import app
 from logpipe.generate import GenerateOptions, run
-from logpipe.process.parse import LineFormat, parse_text_line
+from logpipe.process.formats import LineFormat
+from logpipe.process.parse import parse_text_line
 
 NOW = datetime(2026, 10, 8, 12, 0, tzinfo=timezone.utc).timestamp()
 

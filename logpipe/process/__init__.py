@@ -25,7 +25,8 @@ from logpipe.config import Settings
 from logpipe.errors import InputError
 from logpipe.influx import InfluxClient
 from logpipe.process.counters import Counters, StatusReporter
-from logpipe.process.parse import Chunk, LineFormat, Parsed
+from logpipe.process.formats import LineFormat
+from logpipe.process.parse import Chunk, Parsed
 from logpipe.process.sink import DeadLetters, InfluxSink
 from logpipe.process.source import LogFileSource
 

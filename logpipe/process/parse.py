@@ -7,25 +7,20 @@ Three line formats: the seed text format, JSON lines and logfmt.
 
 from __future__ import annotations
 
-import json
 import math
 import re
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from datetime import date, datetime, timezone
 from functools import lru_cache
-from typing import Any, NamedTuple
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from typing import NamedTuple
+from zoneinfo import ZoneInfo
 
 from logpipe.config import MEASUREMENT
-from logpipe.errors import ConfigError
 from logpipe.schema import is_valid_customer_id, point_line, point_timestamp
 
 MAX_LINE_BYTES = 64 * 1024
 RAW_LINE_LIMIT = 1024
 """How much of a rejected line the dead-letter file keeps."""
-FORMATS = ("text", "json", "logfmt")
-FIELDS = ("timestamp", "customer_id", "path", "status", "latency")
 
 _DAY = re.compile(r"\d{4}-\d{2}-\d{2}")
 _CLOCK = re.compile(r"(\d{2}):(\d{2}):(\d{2})")
@@ -34,7 +29,6 @@ _ISO = re.compile(
     r"(?:[.,](\d{1,9}))?"  # fraction
     r"(?:([Zz])|([+-])(\d{2}):?(\d{2}))?"  # Z, +HH:MM, -HHMM or nothing (naive)
 )
-_LOGFMT = re.compile(r'([^\s=]+)=("(?:[^"\\]|\\.)*"|\S*)')
 _SECONDS_PER_DAY = 86_400
 _UNIX_DAY_ZERO = date(1970, 1, 1).toordinal()
 
@@ -204,95 +198,6 @@ def parse_text_line(line: str, zone: str = "UTC") -> Request:
         nanos,
         digits,
     )
-
-
-def _from_record(record: Mapping[str, Any], keys: Mapping[str, str], zone: str) -> Request:
-    values = {}
-    for name in FIELDS:
-        key = keys[name]
-        if key not in record:
-            raise ParseError(f"missing key {key!r}")
-        values[name] = record[key]
-    stamp = values["timestamp"]
-    if isinstance(stamp, str):
-        seconds, nanos, digits = parse_timestamp(stamp, zone)
-    elif isinstance(stamp, (int, float)) and not isinstance(stamp, bool) and stamp >= 0:
-        seconds, nanos, digits = int(stamp), round((stamp % 1) * 1e6) * 1000, 6 * (stamp % 1 > 0)
-    else:
-        raise ParseError(f"timestamp {str(stamp)[:60]!r} is neither ISO-8601 nor epoch seconds")
-    return Request(
-        seconds,
-        parse_customer_id(values["customer_id"]),
-        parse_path(values["path"]),
-        parse_status(values["status"]),
-        parse_latency(values["latency"]),
-        nanos,
-        digits,
-    )
-
-
-def parse_json_line(line: str, keys: Mapping[str, str], zone: str = "UTC") -> Request:
-    try:
-        record = json.loads(line)
-    except ValueError as exc:
-        raise ParseError(f"invalid JSON: {exc}") from None
-    if not isinstance(record, dict):
-        raise ParseError("JSON line is not an object")
-    return _from_record(record, keys, zone)
-
-
-def parse_logfmt_line(line: str, keys: Mapping[str, str], zone: str = "UTC") -> Request:
-    record = {}
-    for key, value in _LOGFMT.findall(line):
-        if value.startswith('"'):
-            value = value[1:-1].replace('\\"', '"').replace("\\\\", "\\")
-        record[key] = value
-    return _from_record(record, keys, zone)
-
-
-@dataclass(frozen=True)
-class LineFormat:
-    """Which format the input is in, the JSON / logfmt key of each field, and the zone of
-    naive timestamps."""
-
-    kind: str = "text"
-    keys: Mapping[str, str] = field(default_factory=lambda: {name: name for name in FIELDS})
-    timezone: str = "UTC"
-
-    def __post_init__(self) -> None:
-        if self.kind not in FORMATS:
-            raise ConfigError(f"format {self.kind!r} is not one of {', '.join(FORMATS)}")
-        if self.timezone != "UTC":
-            try:
-                ZoneInfo(self.timezone)
-            except (ZoneInfoNotFoundError, ValueError):
-                raise ConfigError(f"unknown time zone {self.timezone!r}") from None
-
-    @classmethod
-    def from_settings(cls, kind: str, keys: str, timezone: str) -> LineFormat:
-        """`keys` is "field=key,…" for the fields that differ, e.g. "timestamp=ts"."""
-        mapping = {name: name for name in FIELDS}
-        for pair in filter(None, (part.strip() for part in keys.split(","))):
-            name, _, key = pair.partition("=")
-            if name not in FIELDS or not key:
-                raise ConfigError(f"keys: {pair!r} is not FIELD=KEY with FIELD in {FIELDS}")
-            mapping[name] = key
-        return cls(kind, mapping, timezone)
-
-    def chunk_parser(self) -> Callable[[Chunk], Parsed]:
-        """The function that turns a chunk of this format into points and rejects."""
-        if self.kind == "text" and self.timezone == "UTC":
-            return parse_text_chunk
-        parse_line = self.parser()
-        return lambda chunk: parse_chunk(chunk, parse_line)
-
-    def parser(self) -> Callable[[str], Request]:
-        zone, keys = self.timezone, self.keys
-        if self.kind == "json":
-            return lambda line: parse_json_line(line, keys, zone)
-        if self.kind == "logfmt":
-            return lambda line: parse_logfmt_line(line, keys, zone)
-        return lambda line: parse_text_line(line, zone)
 
 
 # -- chunks ---------------------------------------------------------------------------------
