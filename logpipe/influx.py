@@ -158,23 +158,22 @@ class AsyncInfluxClient:
     async def aclose(self) -> None:
         await self._http.aclose()
 
-    async def query(self, q: str) -> list[list[Series]]:
-        params = {"db": self.database, "q": q, "epoch": "s"}
+    async def _send(self, path: str, what: str, **kwargs: Any) -> httpx.Response:
         try:
-            response = await self._http.get("/query", params=params)
+            response = await self._http.get(path, **kwargs)
         except httpx.HTTPError as exc:
             raise _unavailable(exc, self.settings.influx_url) from exc
-        _check(response, "query")
-        return series_of(response.json())
+        _check(response, what)
+        return response
+
+    async def query(self, q: str) -> list[list[Series]]:
+        params = {"db": self.database, "q": q, "epoch": "s"}
+        return series_of((await self._send("/query", "query", params=params)).json())
 
     async def database_exists(self) -> bool:
         (series,) = await self.query("SHOW DATABASES")
         return any([self.database] in one.get("values", []) for one in series)
 
     async def ping(self) -> str:
-        try:
-            response = await self._http.get("/ping")
-        except httpx.HTTPError as exc:
-            raise _unavailable(exc, self.settings.influx_url) from exc
-        _check(response, "ping")
+        response = await self._send("/ping", "ping")
         return response.headers.get("X-Influxdb-Version", "unknown")
