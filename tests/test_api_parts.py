@@ -73,7 +73,7 @@ def test_stale_answers_are_served_while_one_refresh_runs_then_expire():
         return len(calls)
 
     async def main():
-        cache = TTLCache(5.0, clock=clock)
+        cache = TTLCache(5.0, clock=clock, jitter=0)
         seen = [await cache.get("k", compute)]
         clock.now = 4.9
         seen.append(await cache.get("k", compute))  # fresh
@@ -153,3 +153,19 @@ def test_history_cache_keeps_days_until_their_ttl():
     off = HistoryCache(0)
     off.keep("acme", "2026-10-01", "stats")
     assert off.known("acme", ["2026-10-01"]) == {}
+
+
+def test_lifetimes_are_jittered_below_the_ttl():
+    clock = Clock()
+
+    async def compute():
+        return 1
+
+    async def main():
+        cache = TTLCache(5.0, clock=clock)
+        for key in range(200):
+            await cache.get(key, compute)
+        return [entry.fresh_until for entry in cache._entries.values()]
+
+    lifetimes = asyncio.run(main())
+    assert all(4.0 <= t <= 5.0 for t in lifetimes) and len(set(lifetimes)) > 100

@@ -9,6 +9,7 @@ waiting client to InfluxDB at once; after that a request waits for a new answer.
 from __future__ import annotations
 
 import asyncio
+import random
 import time
 from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass, field
@@ -33,12 +34,19 @@ class TTLCache(Generic[T]):
         ttl: float,
         *,
         max_entries: int = 10_000,
+        jitter: float = 0.2,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.ttl = ttl
         self._max_entries = max_entries
+        self._jitter = jitter
         self._clock = clock
         self._entries: dict[Hashable, _Entry[T]] = {}
+
+    def _fresh_until(self) -> float:
+        # Up to `jitter` shorter than the TTL, never longer: answers warmed together do not
+        # all go stale (and refresh) in the same instant.
+        return self._clock() + self.ttl * (1 - self._jitter * random.random())
 
     async def get(self, key: Hashable, compute: Callable[[], Awaitable[T]]) -> tuple[T, bool]:
         """(answer, True if no computation was started for this request)."""
@@ -74,7 +82,7 @@ class TTLCache(Generic[T]):
         if stale is not None:  # a background refresh
             stale.refresh = None
             if not failed and self._entries.get(key) is stale:
-                stale.task, stale.fresh_until = task, self._clock() + self.ttl
+                stale.task, stale.fresh_until = task, self._fresh_until()
             return
         entry = self._entries.get(key)
         if entry is None or entry.task is not task:
@@ -82,7 +90,7 @@ class TTLCache(Generic[T]):
         if failed:
             del self._entries[key]
         else:
-            entry.fresh_until = self._clock() + self.ttl
+            entry.fresh_until = self._fresh_until()
 
 
 class HistoryCache:
