@@ -6,6 +6,7 @@ cached for `cache_ttl` seconds with concurrent identical requests sharing one qu
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import re
@@ -38,6 +39,9 @@ from logpipe.serve.metrics import (
 from logpipe.stats import DayStats, customer_totals, customers_query, day_stats, stats_query
 
 MAX_RANGE_DAYS = 366
+QUERY_SLOTS = 2
+"""InfluxDB queries one worker runs at once: bursts of cache refreshes must not take the
+cores from the requests being answered, and overload queues here, bounded, not in InfluxDB."""
 RETRY_AFTER_SECONDS = 5
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 
@@ -147,6 +151,7 @@ def create_app(
         app.state.influx = AsyncInfluxClient(
             settings, transport=transport, timeout=settings.query_timeout
         )
+        app.state.query_slots = asyncio.Semaphore(QUERY_SLOTS)
         try:
             yield
         finally:
@@ -174,6 +179,11 @@ def create_app(
         return JSONResponse({"detail": f"InfluxDB refused the query: {exc}"}, status_code=502)
 
     async def query(q: str) -> list[list[dict[str, Any]]]:
+        slots: asyncio.Semaphore = app.state.query_slots
+        try:
+            await asyncio.wait_for(slots.acquire(), settings.query_timeout)
+        except asyncio.TimeoutError:
+            raise InfluxUnavailable("every InfluxDB query slot stayed busy") from None
         started = time.perf_counter()
         try:
             return await app.state.influx.query(q)  # type: ignore[no-any-return]
@@ -185,6 +195,7 @@ def create_app(
                 return [[] for _ in q.split(";")]
             raise
         finally:
+            slots.release()
             QUERY_SECONDS.observe(time.perf_counter() - started)
 
     async def answer(key: Hashable, compute: Callable[[], Any]) -> Response:
