@@ -33,7 +33,14 @@ def _day_ns(day: date) -> int:
     return int(datetime(day.year, day.month, day.day, tzinfo=timezone.utc).timestamp()) * _NS
 
 
-def stats_query(customer_id: str | None, first: date, last: date, *, failure_status: int) -> str:
+def stats_query(
+    customer_id: str | None,
+    first: date,
+    last: date,
+    *,
+    failure_status: int,
+    by_customer: bool = False,
+) -> str:
     """InfluxQL for the days first..last (inclusive), for one customer or (None) all of them.
     `customer_id` must be valid already; it is still written as an escaped string literal.
 
@@ -45,19 +52,20 @@ def stats_query(customer_id: str | None, first: date, last: date, *, failure_sta
     where = f"time >= {_day_ns(first)} AND time < {_day_ns(last + timedelta(days=1))}"
     if customer_id is not None:
         where = f"customer_id = {influxql_string(customer_id)} AND {where}"
+    by = "time(1d), customer_id" if by_customer else "time(1d)"
     statements = [
         "SELECT mean(latency) AS average, median(latency) AS median,"
         f" percentile(latency, 99) AS p99 FROM {MEASUREMENT} WHERE {where}"
-        " GROUP BY time(1d) fill(none)",
+        f" GROUP BY {by} fill(none)",
         f"SELECT count(latency) AS n FROM {MEASUREMENT} WHERE {where}"
-        " GROUP BY time(1d), status_class fill(none)",
+        f" GROUP BY {by}, status_class fill(none)",
     ]
     threshold = int(failure_status)
     if threshold % 100:
         statements.append(
             f"SELECT count(latency) AS n FROM {MEASUREMENT} WHERE {where}"
             f" AND status_class = '{threshold // 100}xx' AND status >= {threshold}"
-            " GROUP BY time(1d) fill(none)"
+            f" GROUP BY {by} fill(none)"
         )
     return "; ".join(statements)
 
@@ -130,3 +138,24 @@ def day_stats(statements: list[list[dict[str, Any]]], *, failure_status: int) ->
             )
         )
     return days
+
+
+def day_stats_by_customer(
+    statements: list[list[dict[str, Any]]], *, failure_status: int
+) -> dict[str, list[DayStats]]:
+    """day_stats for each customer, from stats_query(..., by_customer=True)'s answer."""
+    customers = {
+        series.get("tags", {}).get("customer_id", "")
+        for statement in statements
+        for series in statement
+    }
+    return {
+        customer: day_stats(
+            [
+                [s for s in statement if s.get("tags", {}).get("customer_id") == customer]
+                for statement in statements
+            ],
+            failure_status=failure_status,
+        )
+        for customer in customers
+    }

@@ -1,6 +1,13 @@
 from datetime import date
 
-from logpipe.stats import DayStats, customer_totals, customers_query, day_stats, stats_query
+from logpipe.stats import (
+    DayStats,
+    customer_totals,
+    customers_query,
+    day_stats,
+    day_stats_by_customer,
+    stats_query,
+)
 
 
 def test_query_covers_whole_utc_days_and_escapes_the_customer():
@@ -89,3 +96,23 @@ def test_customer_totals_in_id_order():
     ]  # fmt: skip
     assert customer_totals([series]) == [("a", 3), ("b", 7)]
     assert customer_totals([[]]) == []
+
+
+def test_by_customer_query_and_rows():
+    query = stats_query(None, date(2026, 10, 1), date(2026, 10, 2), failure_status=500,
+                        by_customer=True)  # fmt: skip
+    assert "GROUP BY time(1d), customer_id fill(none)" in query
+    assert "GROUP BY time(1d), customer_id, status_class fill(none)" in query
+
+    def tagged(series, customer):
+        return [
+            {**one, "tags": {**one.get("tags", {}), "customer_id": customer}} for one in series
+        ]
+
+    latencies = tagged(LATENCIES, "a") + tagged(LATENCIES[:1], "b")
+    counts = tagged(COUNTS, "a") + tagged(_series({"2xx": [[1790812800, 9]]}), "b")
+    grouped = day_stats_by_customer([latencies, counts], failure_status=500)
+    assert grouped["a"] == day_stats([LATENCIES, COUNTS], failure_status=500)
+    assert [(d.date, d.total_requests, d.failed_requests) for d in grouped["b"]] == [
+        (date(2026, 10, 1), 9, 0)
+    ]

@@ -36,7 +36,14 @@ from logpipe.serve.metrics import (
     MetricsMiddleware,
     exposition,
 )
-from logpipe.stats import DayStats, customer_totals, customers_query, day_stats, stats_query
+from logpipe.stats import (
+    DayStats,
+    customer_totals,
+    customers_query,
+    day_stats,
+    day_stats_by_customer,
+    stats_query,
+)
 
 MAX_RANGE_DAYS = 366
 QUERY_SLOTS = 2
@@ -138,6 +145,7 @@ def create_app(
     """The API, with one pooled InfluxDB client for the app's lifetime."""
     keys = parse_api_keys(settings.api_keys.get_secret_value()) if settings.api_keys else None
     cache: TTLCache[Answer] = TTLCache(settings.cache_ttl)
+    recent: TTLCache[dict[str, dict[date, DayStats]]] = TTLCache(settings.cache_ttl)
     history = HistoryCache(settings.history_cache_ttl if settings.cache_ttl > 0 else 0)
     ttl = int(settings.cache_ttl)
     cache_control = (
@@ -208,12 +216,27 @@ def create_app(
             headers={"Cache-Control": cache_control},
         )
 
+    async def recent_days(since: date) -> dict[str, dict[date, DayStats]]:
+        """Every customer's statistics from `since` to today, in one query."""
+        threshold = settings.failure_status
+        q = stats_query(None, since, today(), failure_status=threshold, by_customer=True)
+        grouped = day_stats_by_customer(await query(q), failure_status=threshold)
+        return {customer: {day.date: day for day in days} for customer, days in grouped.items()}
+
     async def stats_answer(customer_id: str | None, first: date, last: date) -> Answer:
         threshold = settings.failure_status
         wanted = [first + timedelta(days=n) for n in range((last - first).days + 1)]
         live_from = today() - timedelta(days=1)  # yesterday and today may still change
         known = history.known(customer_id, [day for day in wanted if day < live_from])
         missing = [day for day in wanted if day not in known]
+        recent_only = missing and live_from <= missing[0] <= wanted[-1] <= today()
+        if customer_id is not None and recent_only and cache.ttl > 0:
+            # Only recent days are missing: take them from the snapshot of all customers,
+            # one query per TTL for everyone instead of one per customer.
+            snapshot, _ = await recent.get(live_from, lambda: recent_days(live_from))
+            mine = snapshot.get(customer_id, {})
+            known.update({day: mine.get(day) for day in missing})
+            missing = []
         if missing:  # one query for the span of the days not held
             q = stats_query(customer_id, missing[0], missing[-1], failure_status=threshold)
             fetched = {
