@@ -118,8 +118,10 @@ def test_influxdb_stopped_mid_stream_then_back_loses_nothing(settings, tmp_path)
         server.start()
         wait_until(lambda: count_points(own) == 20_000, timeout=90, what="the second half")
     finally:
-        output = stop_process(process)
-        server.stop()
+        try:
+            output = stop_process(process)
+        finally:
+            server.stop()  # even when the processor did not stop cleanly
     assert "unreachable" in output and "retry" in output
 
 
@@ -213,3 +215,17 @@ def test_two_workers_in_one_process_store_exact_counts(settings_env, tmp_path):
     assert result.exit_code == 0, result.output
     assert count_points(settings_env) == 30_000
     assert _customers_stored(settings_env) == _customers_in(logs)
+
+
+def test_ctrl_c_while_busy_is_a_clean_stop_and_a_restart_loses_nothing(settings, tmp_path):
+    total = 200_000
+    log = _log(tmp_path, "busy.log", total)
+    for stop_at in (20_000, 90_000):  # Ctrl-C lands wherever the processor is: parsing too
+        process = start_process(settings, "--input", str(log))
+        wait_until(lambda n=stop_at: count_points(settings) >= n, what=f"{stop_at} points")
+        output = stop_process(process)  # asserts exit code 0
+        assert "Traceback" not in output
+    result = start_process(settings, "--input", str(log), "--once")
+    output, _ = result.communicate(timeout=120)
+    assert result.returncode == 0, output
+    assert count_points(settings) == total

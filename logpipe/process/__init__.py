@@ -87,6 +87,18 @@ def _recovery(settings: Settings) -> RecoveryConfig:
     return RecoveryConfig(directory)
 
 
+def _interrupted(exc: BytewaxRuntimeError) -> bool:
+    """Whether Bytewax stopped because of Ctrl-C / SIGTERM rather than an error."""
+    causes = []
+    cause: BaseException | None = exc
+    while cause is not None:
+        causes.append(cause)
+        cause = cause.__cause__ or cause.__context__
+    return "signal received" in str(exc) or any(
+        isinstance(c, KeyboardInterrupt) or "KeyboardInterrupt" in str(c) for c in causes
+    )
+
+
 def run(
     settings: Settings,
     patterns: list[str],
@@ -122,10 +134,11 @@ def run(
                 epoch_interval=timedelta(seconds=settings.snapshot_interval),
                 recovery_config=_recovery(settings),
             )
-        except BytewaxRuntimeError as exc:
-            # Ctrl-C / SIGTERM: Bytewax stops at once. What came after the last snapshot is
-            # read again next time and becomes the same points, so this is a clean stop.
-            if "signal received" not in str(exc):
+        except (BytewaxRuntimeError, KeyboardInterrupt) as exc:
+            # Ctrl-C / SIGTERM: Bytewax stops at once (or the interrupt lands in one of our
+            # steps and comes back wrapped). What came after the last snapshot is read again
+            # next time and becomes the same points, so this is a clean stop.
+            if isinstance(exc, BytewaxRuntimeError) and not _interrupted(exc):
                 raise
             log.info("stopped by a signal; the next run resumes from the last snapshot")
         finally:
