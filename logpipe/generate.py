@@ -13,6 +13,7 @@ import itertools
 import json
 import math
 import random
+import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -108,8 +109,6 @@ def progress(
 ) -> Iterator[Callable[[int], None] | None]:
     """An on_batch callback: a progress bar with the achieved rate when stderr is a
     terminal, and/or the count written to `status_file` (for run-all); None if neither."""
-    import sys
-
     bar = None
     if sys.stderr.isatty():
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn

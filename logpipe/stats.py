@@ -144,18 +144,12 @@ def day_stats_by_customer(
     statements: list[list[dict[str, Any]]], *, failure_status: int
 ) -> dict[str, list[DayStats]]:
     """day_stats for each customer, from stats_query(..., by_customer=True)'s answer."""
-    customers = {
-        series.get("tags", {}).get("customer_id", "")
-        for statement in statements
-        for series in statement
-    }
+    per_customer: dict[str, list[list[dict[str, Any]]]] = {}
+    for index, statement in enumerate(statements):
+        for series in statement:
+            customer = series.get("tags", {}).get("customer_id", "")
+            per_customer.setdefault(customer, [[] for _ in statements])[index].append(series)
     return {
-        customer: day_stats(
-            [
-                [s for s in statement if s.get("tags", {}).get("customer_id") == customer]
-                for statement in statements
-            ],
-            failure_status=failure_status,
-        )
-        for customer in customers
+        customer: day_stats(own, failure_status=failure_status)
+        for customer, own in per_customer.items()
     }

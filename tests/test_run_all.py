@@ -18,16 +18,23 @@ import httpx
 from logpipe.influxd import free_port
 
 
-def _children(pid: int) -> set[int]:
-    """Every descendant of `pid`, from /proc."""
-    parents: dict[int, int] = {}
+def _processes() -> dict[int, tuple[int, bytes]]:
+    """{pid: (parent pid, command line)} of every process, from /proc."""
+    found = {}
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             try:
                 stat = (entry / "stat").read_text()
+                command = (entry / "cmdline").read_bytes()
             except OSError:
                 continue
-            parents[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[1])
+            found[int(entry.name)] = (int(stat.rsplit(")", 1)[1].split()[1]), command)
+    return found
+
+
+def _children(pid: int) -> set[int]:
+    """Every descendant of `pid`."""
+    parents = {child: parent for child, (parent, _) in _processes().items()}
     found, frontier = set(), {pid}
     while frontier:
         frontier = {child for child, parent in parents.items() if parent in frontier}
@@ -137,13 +144,5 @@ def test_a_child_that_dies_is_reported_and_the_rest_stop(tmp_path):
 
 def _children_of_nobody(tmp_path) -> list[int]:
     """Processes still running with this test's state directory on their command line."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                command = (entry / "cmdline").read_bytes()
-            except OSError:
-                continue
-            if str(tmp_path).encode() in command:
-                found.append(int(entry.name))
-    return found
+    mark = str(tmp_path).encode()
+    return [pid for pid, (_, command) in _processes().items() if mark in command]

@@ -40,9 +40,9 @@ def build_flow(
     once: bool,
     counters: Counters,
     dead: DeadLetters,
+    line_format: LineFormat,
     process_id: int = 0,
 ) -> Dataflow:
-    line_format = LineFormat.from_settings(settings.format, settings.keys, settings.timezone)
     parse_chunk = line_format.chunk_parser()
 
     def parse(chunk: Chunk) -> tuple[str, Parsed]:
@@ -113,7 +113,8 @@ def run(
     cluster; the input files are spread over all workers of all processes.
     """
     inputs = expand_inputs(patterns)
-    LineFormat.from_settings(settings.format, settings.keys, settings.timezone)  # fail early
+    # a bad format setting fails here, before InfluxDB is asked anything
+    line_format = LineFormat.from_settings(settings.format, settings.keys, settings.timezone)
     with InfluxClient(settings) as client:
         version = client.ping()
         client.ensure_database()
@@ -121,7 +122,13 @@ def run(
     counters = Counters()
     dead = DeadLetters(settings.dead_letter_path)
     flow = build_flow(
-        settings, inputs, once=once, counters=counters, dead=dead, process_id=process_id or 0
+        settings,
+        inputs,
+        once=once,
+        counters=counters,
+        dead=dead,
+        line_format=line_format,
+        process_id=process_id or 0,
     )
     status_name = "process-status.json" if process_id is None else f"process-{process_id}.json"
     with StatusReporter(counters, settings.state_dir / status_name):

@@ -84,17 +84,18 @@ DRAIN_SECONDS = 2.0
 INFLUX_STOP_SECONDS = 2.0
 
 
-def _start_influx(settings: Settings) -> tuple[str, LocalInfluxd | None]:
-    """The configured InfluxDB when it answers, else a private one, else InfluxNotFound."""
+def _start_influx(settings: Settings) -> tuple[str, str, LocalInfluxd | None]:
+    """(URL, version, private server or None): the configured InfluxDB when it answers,
+    else a private one, else InfluxNotFound."""
     try:
         with InfluxClient(settings) as client:
-            client.ping()
-        return settings.influx_url, None
+            return settings.influx_url, client.ping(), None
     except InfluxUnavailable:
         if find_influxd() is None:
             raise InfluxNotFound(NO_INFLUX_HELP.format(url=settings.influx_url)) from None
     server = LocalInfluxd(default_data_dir() / "influxdb").start()
-    return server.url, server
+    with InfluxClient(settings.model_copy(update={"influx_url": server.url})) as client:
+        return server.url, client.ping(), server
 
 
 def _commands(settings: Settings, options: RunAllOptions, log_file: Path) -> list[list[str]]:
@@ -134,9 +135,7 @@ def run(
     for stale in ("generate-status.json", "process-status.json"):
         (settings.state_dir / stale).unlink(missing_ok=True)
     signal.signal(signal.SIGTERM, signal.default_int_handler)  # SIGTERM stops like Ctrl-C
-    url, server = _start_influx(settings)
-    with InfluxClient(settings.model_copy(update={"influx_url": url})) as client:
-        version = client.ping()
+    url, version, server = _start_influx(settings)
     env = {**os.environ, "LOGPIPE_INFLUX_URL": url, "LOGPIPE_STATE_DIR": str(settings.state_dir)}
     api = f"http://{settings.api_host}:{settings.api_port}"
     view = Snapshot(influx=f"{url} (InfluxDB {version})", api=api, log_file=log_file)
