@@ -12,7 +12,7 @@ import socket
 import subprocess
 import sys
 import time
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta, timezone
 
 import httpx
 import pytest
@@ -29,6 +29,7 @@ from tests.conftest import running_api, wait_until
 from tests.reference import daily_stats_of
 
 TODAY = date(2026, 10, 8)
+NOW = datetime(2026, 10, 8, 0, 30, tzinfo=timezone.utc)  # yesterday may still change
 DAY0 = date(2026, 10, 5)
 ADMIN_KEY = "admin-0123456789abcdef"
 ACME_KEY = "acme-0123456789abcdef"
@@ -72,7 +73,7 @@ def module_settings(influxd, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def api(module_settings):
-    with running_api(module_settings, today=lambda: TODAY) as client:
+    with running_api(module_settings, now=lambda: NOW) as client:
         yield client
 
 
@@ -134,12 +135,12 @@ def test_metrics_count_requests_by_route(loaded):
 
 def test_a_failure_threshold_of_400_counts_4xx_as_failed(module_settings, loaded):
     strict = module_settings.model_copy(update={"failure_status": 400})
-    with running_api(strict, today=lambda: TODAY) as client:
+    with running_api(strict, now=lambda: NOW) as client:
         body = client.get("/customers/acme-corp.eu/stats", params={"from": "2026-10-05"}).json()
     assert body["failure_status"] == 400
     assert body["days"][0]["failed_requests"] == 2  # the 503 and the 404
     inside = module_settings.model_copy(update={"failure_status": 450})
-    with running_api(inside, today=lambda: TODAY) as client:
+    with running_api(inside, now=lambda: NOW) as client:
         body = client.get("/customers/acme-corp.eu/stats", params={"from": "2026-10-05"}).json()
     assert body["days"][0]["failed_requests"] == 1  # the 503; 404 is below 450
 
@@ -220,7 +221,7 @@ def test_no_input_gets_a_server_error(api_schema):
 def guarded(module_settings, loaded):
     keys = f"{ADMIN_KEY}=*,{ACME_KEY}=acme-corp.eu"
     with running_api(
-        module_settings.model_copy(update={"api_keys": SecretStr(keys)}), today=lambda: TODAY
+        module_settings.model_copy(update={"api_keys": SecretStr(keys)}), now=lambda: NOW
     ) as c:
         yield c
 
@@ -275,7 +276,7 @@ def _misses(client: httpx.Client) -> float:
 
 def test_100_concurrent_identical_requests_cause_one_query(module_settings, loaded):
     cached = module_settings.model_copy(update={"cache_ttl": 30})
-    with running_api(cached, today=lambda: TODAY) as client:
+    with running_api(cached, now=lambda: NOW) as client:
         before = _misses(client)
 
         async def burst():
@@ -318,19 +319,31 @@ def test_a_slow_influxdb_is_a_503_after_the_query_timeout(tmp_path):
     assert "s3cret" not in response.text
 
 
-def test_recent_days_are_fresh_and_older_days_come_from_the_history_cache(module_settings, loaded):
+@pytest.mark.parametrize(
+    ("now", "fresh_days"),
+    [
+        (NOW, {"2026-10-07": 2}),  # 00:30: yesterday may still get lines, asked for again
+        (NOW.replace(hour=12), {}),  # noon: yesterday is history too, kept for 60 s
+    ],
+)
+def test_recent_days_are_fresh_and_older_days_come_from_the_history_cache(
+    module_settings, loaded, now, fresh_days
+):
     quick = module_settings.model_copy(update={"cache_ttl": 0.2, "history_cache_ttl": 60})
-    lines = ["2026-10-05 08:00:00 hist-1 /a 200 0.1", "2026-10-07 08:00:00 hist-1 /a 200 0.1"]
+    customer = f"hist-{now.hour}"
+    lines = [
+        f"2026-10-05 08:00:00 {customer} /a 200 0.1",
+        f"2026-10-07 08:00:00 {customer} /a 200 0.1",
+    ]
     _write(module_settings, lines, salt=1)
-    url = "/customers/hist-1/stats?from_date=2026-10-05"
-    with running_api(quick, today=lambda: TODAY) as client:
+    url = f"/customers/{customer}/stats?from_date=2026-10-05"
+    with running_api(quick, now=lambda: now) as client:
         before = {d["date"]: d["total_requests"] for d in client.get(url).json()["days"]}
         assert before == {"2026-10-05": 1, "2026-10-07": 1}
         _write(module_settings, [line.replace("08:00", "09:00") for line in lines], salt=2)
         time.sleep(0.5)  # past the TTL and the stale-while-revalidate window
         after = {d["date"]: d["total_requests"] for d in client.get(url).json()["days"]}
-    # yesterday (2026-10-07) is asked for again; 2026-10-05 is history, kept for 60 s
-    assert after == {"2026-10-05": 1, "2026-10-07": 2}
+    assert after == {**before, **fresh_days}
 
 
 def test_serve_with_two_workers_shares_settings_and_sums_metrics(module_settings, loaded):
@@ -373,7 +386,7 @@ def _answers(url: str) -> bool:
 
 def test_before_the_first_ingest_there_are_no_requests_not_an_error(module_settings):
     empty = module_settings.model_copy(update={"influx_database": "never_created"})
-    with running_api(empty, today=lambda: TODAY) as client:
+    with running_api(empty, now=lambda: NOW) as client:
         stats = client.get("/customers/acme-corp.eu/stats", params={"from_date": "2026-10-05"})
         listed = client.get("/customers")
     assert stats.status_code == 404 and "no requests" in stats.json()["detail"]

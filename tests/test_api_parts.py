@@ -1,4 +1,5 @@
-"""The API's parts without a server: API keys and the coalescing TTL cache."""
+"""The API's parts without a server: API keys, the coalescing TTL cache, the file workers
+share."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import pytest
 
 from logpipe.errors import ConfigError
 from logpipe.serve.auth import find_key, parse_api_keys
-from logpipe.serve.cache import TTLCache
+from logpipe.serve.cache import SharedFile, TTLCache
 
 ADMIN_KEY = "admin-0123456789abcdef"
 ACME_KEY = "acme-0123456789abcdef"
@@ -169,3 +170,58 @@ def test_lifetimes_are_jittered_below_the_ttl():
 
     lifetimes = asyncio.run(main())
     assert all(4.0 <= t <= 5.0 for t in lifetimes) and len(set(lifetimes)) > 100
+
+
+def test_an_answer_that_arrives_already_old_is_fresh_for_less():
+    clock = Clock()
+
+    async def compute():
+        return ("answer", 3.0)  # e.g. read from a file another worker wrote 3 s ago
+
+    async def main():
+        cache = TTLCache(5.0, clock=clock, jitter=0, age=lambda answer: answer[1])
+        await cache.get("k", compute)
+        return cache._entries["k"].fresh_until
+
+    assert asyncio.run(main()) == 2.0
+
+
+def test_workers_sharing_a_directory_compute_once_per_ttl(tmp_path):
+    clock = Clock()
+    calls = []
+
+    async def compute():
+        calls.append(clock.now)
+        await asyncio.sleep(0.05)  # the other worker asks meanwhile, and waits for the file
+        return {"figures": len(calls)}
+
+    async def main():
+        one, two = (SharedFile(tmp_path, 5.0, clock=clock, poll=0.005) for _ in range(2))
+        together = await asyncio.gather(one.get("recent", compute), two.get("recent", compute))
+        clock.now = 4.9
+        still = await two.get("recent", compute)
+        clock.now = 5.0
+        renewed = await two.get("recent", compute)
+        return together, still, renewed
+
+    together, still, renewed = asyncio.run(main())
+    assert together == [(0.0, {"figures": 1})] * 2
+    assert still == (0.0, {"figures": 1})
+    assert renewed == (5.0, {"figures": 2})
+    assert calls == [0.0, 5.0]
+
+
+def test_a_failed_computation_leaves_the_next_worker_free_to_try(tmp_path):
+    async def fails():
+        raise RuntimeError("InfluxDB down")
+
+    async def works():
+        return [1, 2]
+
+    async def main():
+        one, two = SharedFile(tmp_path, 5.0), SharedFile(tmp_path, 5.0)
+        with pytest.raises(RuntimeError):
+            await one.get("recent", fails)
+        return await two.get("recent", works)
+
+    assert asyncio.run(main())[1] == [1, 2]

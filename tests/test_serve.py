@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, datetime, timezone
 
 import pytest
 from fastapi import HTTPException
@@ -11,15 +11,30 @@ from logpipe.config import load_settings
 from logpipe.influx import InfluxClient
 from logpipe.influxd import free_port
 from logpipe.schema import point_line
-from logpipe.serve import date_range
+from logpipe.serve import date_range, live_from
 from tests.conftest import running_api
 
 TODAY = date(2026, 10, 8)
+NOW = datetime(2026, 10, 8, 0, 30, tzinfo=timezone.utc)  # yesterday may still change
 DAY = 1791244800  # 2026-10-06 00:00Z
 
 
 def test_date_range_defaults_to_today():
     assert date_range("2026-10-01", None, today=TODAY) == (date(2026, 10, 1), TODAY)
+
+
+@pytest.mark.parametrize(
+    ("clock", "first_live_day"),
+    [
+        ("00:00", date(2026, 10, 7)),  # lines of yesterday may still be on their way
+        ("00:59", date(2026, 10, 7)),
+        ("01:00", TODAY),  # from then on yesterday changes only by a backfill
+        ("23:59", TODAY),
+    ],
+)
+def test_live_days_are_today_and_yesterday_only_just_after_midnight(clock, first_live_day):
+    hour, minute = (int(part) for part in clock.split(":"))
+    assert live_from(NOW.replace(hour=hour, minute=minute)) == first_live_day
 
 
 @pytest.mark.parametrize(
@@ -54,7 +69,7 @@ def api(settings):
             for i, (s, lat) in enumerate([(200, 0.1), (503, 0.3), (404, 0.2)])
         ]
         client.write("\n".join(points).encode())
-    with running_api(settings, today=lambda: TODAY) as client:
+    with running_api(settings, now=lambda: NOW) as client:
         yield client
 
 

@@ -9,13 +9,14 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import pathlib
 import re
 import tempfile
 import time
 from collections.abc import AsyncIterator, Callable, Hashable
-from contextlib import asynccontextmanager
+from contextlib import ExitStack, asynccontextmanager
 from datetime import date, datetime, timedelta, timezone
-from typing import Annotated, Any
+from typing import Annotated, Any, NamedTuple
 
 import httpx
 from fastapi import Depends, FastAPI, HTTPException, Path, Query, Request, Security
@@ -29,7 +30,7 @@ from logpipe.errors import InfluxRejected, InfluxUnavailable
 from logpipe.influx import AsyncInfluxClient
 from logpipe.schema import CUSTOMER_ID_PATTERN
 from logpipe.serve.auth import ADMIN, ApiKey, find_key, parse_api_keys
-from logpipe.serve.cache import HistoryCache, TTLCache
+from logpipe.serve.cache import HistoryCache, SharedFile, TTLCache
 from logpipe.serve.metrics import (
     CACHE_LOOKUPS,
     QUERY_SECONDS,
@@ -50,10 +51,23 @@ QUERY_SLOTS = 2
 """InfluxDB queries one worker runs at once: bursts of cache refreshes must not take the
 cores from the requests being answered, and overload queues here, bounded, not in InfluxDB."""
 RETRY_AFTER_SECONDS = 5
+LATE_LINES = timedelta(hours=1)
+"""How long after midnight (UTC) lines of the day before still arrive in the normal course
+(the processor's lag, a log shipped late): until then yesterday is re-read like today."""
+SHARED_DIR_VARIABLE = "LOGPIPE_SERVE_SHARED_DIR"
+"""Where `serve --workers N` tells its workers to share the recent-days snapshot."""
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 
 Answer = tuple[int, bytes]
 """A rendered answer: HTTP status and JSON body, as the cache keeps it."""
+
+
+class Recent(NamedTuple):
+    """Every customer's statistics of the days that may still change, as of `written`."""
+
+    written: float
+    """When its query was sent (time.time())."""
+    days: dict[str, dict[date, DayStats]]
 
 
 class StatsOut(BaseModel):
@@ -79,8 +93,14 @@ class CustomersOut(BaseModel):
     """Pass as `offset` for the next page; null on the last page."""
 
 
-def _utc_today() -> date:
-    return datetime.now(timezone.utc).date()
+def _utc_now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def live_from(now: datetime) -> date:
+    """The first day whose statistics may still change: today, or yesterday during the first
+    LATE_LINES of today. Older days change only by a backfill (see HistoryCache)."""
+    return (now - LATE_LINES).date()
 
 
 def _parse_day(name: str, value: str) -> date:
@@ -140,12 +160,17 @@ def create_app(
     settings: Settings,
     *,
     transport: httpx.AsyncBaseTransport | None = None,
-    today: Callable[[], date] = _utc_today,
+    now: Callable[[], datetime] = _utc_now,
+    shared_dir: pathlib.Path | None = None,
 ) -> FastAPI:
-    """The API, with one pooled InfluxDB client for the app's lifetime."""
+    """The API, with one pooled InfluxDB client for the app's lifetime. Worker processes
+    given the same `shared_dir` share one recent-days snapshot (else the app has its own).
+    `now` is the clock, an aware UTC datetime."""
     keys = parse_api_keys(settings.api_keys.get_secret_value()) if settings.api_keys else None
     cache: TTLCache[Answer] = TTLCache(settings.cache_ttl)
-    recent: TTLCache[dict[str, dict[date, DayStats]]] = TTLCache(settings.cache_ttl)
+    recent: TTLCache[Recent] = TTLCache(
+        settings.cache_ttl, age=lambda snapshot: time.time() - snapshot.written
+    )
     history = HistoryCache(settings.history_cache_ttl if settings.cache_ttl > 0 else 0)
     ttl = int(settings.cache_ttl)
     cache_control = (
@@ -160,10 +185,15 @@ def create_app(
             settings, transport=transport, timeout=settings.query_timeout
         )
         app.state.query_slots = asyncio.Semaphore(QUERY_SLOTS)
-        try:
-            yield
-        finally:
-            await app.state.influx.aclose()
+        with ExitStack() as own:
+            directory = shared_dir or pathlib.Path(
+                own.enter_context(tempfile.TemporaryDirectory(prefix="logpipe-serve-"))
+            )
+            app.state.shared = SharedFile(directory, settings.cache_ttl)
+            try:
+                yield
+            finally:
+                await app.state.influx.aclose()
 
     app = FastAPI(
         title="logpipe",
@@ -216,25 +246,30 @@ def create_app(
             headers={"Cache-Control": cache_control},
         )
 
-    async def recent_days(since: date) -> dict[str, dict[date, DayStats]]:
-        """Every customer's statistics from `since` to today, in one query."""
+    def today() -> date:
+        return now().date()
+
+    async def recent_days(since: date) -> Recent:
+        """Every customer's statistics from `since` to today, in one query for all workers."""
         threshold = settings.failure_status
         q = stats_query(None, since, today(), failure_status=threshold, by_customer=True)
-        grouped = day_stats_by_customer(await query(q), failure_status=threshold)
-        return {customer: {day.date: day for day in days} for customer, days in grouped.items()}
+        written, statements = await app.state.shared.get(f"recent-{since}", lambda: query(q))
+        grouped = day_stats_by_customer(statements, failure_status=threshold)
+        days = {customer: {day.date: day for day in days} for customer, days in grouped.items()}
+        return Recent(written, days)
 
     async def stats_answer(customer_id: str | None, first: date, last: date) -> Answer:
         threshold = settings.failure_status
         wanted = [first + timedelta(days=n) for n in range((last - first).days + 1)]
-        live_from = today() - timedelta(days=1)  # yesterday and today may still change
-        known = history.known(customer_id, [day for day in wanted if day < live_from])
+        live = live_from(now())
+        known = history.known(customer_id, [day for day in wanted if day < live])
         missing = [day for day in wanted if day not in known]
-        recent_only = missing and live_from <= missing[0] <= wanted[-1] <= today()
+        recent_only = missing and live <= missing[0] <= wanted[-1] <= today()
         if customer_id is not None and recent_only and cache.ttl > 0:
             # Only recent days are missing: take them from the snapshot of all customers,
             # one query per TTL for everyone instead of one per customer.
-            snapshot, _ = await recent.get(live_from, lambda: recent_days(live_from))
-            mine = snapshot.get(customer_id, {})
+            snapshot, _ = await recent.get(live, lambda: recent_days(live))
+            mine = snapshot.days.get(customer_id, {})
             known.update({day: mine.get(day) for day in missing})
             missing = []
         if missing:  # one query for the span of the days not held
@@ -244,7 +279,7 @@ def create_app(
             }
             for day in missing:
                 known[day] = fetched.get(day)
-                if day < live_from:
+                if day < live:
                     history.keep(customer_id, day, known[day])
         days = [known[day] for day in wanted if known[day] is not None]
         if not days:
@@ -357,7 +392,8 @@ def create_app(
 
 def app_from_environment() -> FastAPI:
     """The app factory of each uvicorn worker process: settings from LOGPIPE_* and .env."""
-    return create_app(load_settings())
+    shared = os.environ.get(SHARED_DIR_VARIABLE)
+    return create_app(load_settings(), shared_dir=pathlib.Path(shared) if shared else None)
 
 
 def _export(settings: Settings) -> None:
@@ -378,8 +414,13 @@ def run(settings: Settings) -> None:
         uvicorn.run(create_app(settings), **options)  # type: ignore[arg-type]
         return
     _export(settings)
-    with tempfile.TemporaryDirectory(prefix="logpipe-metrics-") as metrics_dir:
-        os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
+    with tempfile.TemporaryDirectory(prefix="logpipe-serve-") as workers_dir:
+        for part, variable in (
+            ("metrics", "PROMETHEUS_MULTIPROC_DIR"),
+            ("shared", SHARED_DIR_VARIABLE),
+        ):
+            os.environ[variable] = os.path.join(workers_dir, part)
+            os.mkdir(os.environ[variable])
         uvicorn.run(
             "logpipe.serve:app_from_environment",
             factory=True,

@@ -9,11 +9,15 @@ waiting client to InfluxDB at once; after that a request waits for a new answer.
 from __future__ import annotations
 
 import asyncio
+import fcntl
+import json
+import os
 import random
 import time
 from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass, field
-from typing import Generic, TypeVar
+from pathlib import Path
+from typing import Any, Generic, TypeVar
 
 T = TypeVar("T")
 
@@ -36,17 +40,22 @@ class TTLCache(Generic[T]):
         max_entries: int = 10_000,
         jitter: float = 0.2,
         clock: Callable[[], float] = time.monotonic,
+        age: Callable[[T], float] | None = None,
     ) -> None:
+        """`age`, when given, tells how old a computed answer already is (one read from
+        another worker's file, say): it is fresh for that much less."""
         self.ttl = ttl
         self._max_entries = max_entries
         self._jitter = jitter
         self._clock = clock
+        self._age = age
         self._entries: dict[Hashable, _Entry[T]] = {}
 
-    def _fresh_until(self) -> float:
+    def _fresh_until(self, answer: T) -> float:
         # Up to `jitter` shorter than the TTL, never longer: answers warmed together do not
         # all go stale (and refresh) in the same instant.
-        return self._clock() + self.ttl * (1 - self._jitter * random.random())
+        born = self._clock() - (self._age(answer) if self._age else 0.0)
+        return born + self.ttl * (1 - self._jitter * random.random())
 
     async def get(self, key: Hashable, compute: Callable[[], Awaitable[T]]) -> tuple[T, bool]:
         """(answer, True if no computation was started for this request)."""
@@ -82,7 +91,7 @@ class TTLCache(Generic[T]):
         if stale is not None:  # a background refresh
             stale.refresh = None
             if not failed and self._entries.get(key) is stale:
-                stale.task, stale.fresh_until = task, self._fresh_until()
+                stale.task, stale.fresh_until = task, self._fresh_until(task.result())
             return
         entry = self._entries.get(key)
         if entry is None or entry.task is not task:
@@ -90,15 +99,16 @@ class TTLCache(Generic[T]):
         if failed:
             del self._entries[key]
         else:
-            entry.fresh_until = self._fresh_until()
+            entry.fresh_until = self._fresh_until(task.result())
 
 
 class HistoryCache:
-    """Per-day statistics of days before yesterday (UTC), kept `ttl` seconds.
+    """Per-day statistics of days that no longer change in the normal course (before today,
+    or before yesterday just after midnight), kept `ttl` seconds.
 
     Such days change only when old lines are ingested (a backfill), so a recomputation of
-    an answer asks InfluxDB only for the days this cache does not hold: usually yesterday
-    and today. A day without requests is kept too (as None).
+    an answer asks InfluxDB only for the days this cache does not hold: usually today. A day
+    without requests is kept too (as None).
     """
 
     def __init__(
@@ -129,3 +139,55 @@ class HistoryCache:
         self._days[(scope, day)] = (self._clock() + self.ttl, value)
         while len(self._days) > self._max_entries:  # drop the oldest
             del self._days[next(iter(self._days))]
+
+
+class SharedFile:
+    """JSON values shared by the worker processes of `logpipe serve --workers N` through files
+    in one directory. The worker that finds a value older than `ttl` computes it again, under
+    a file lock, while the others wait for its file: N workers cost InfluxDB one query per
+    TTL, not N. (The kernel drops the lock of a worker that dies.)
+    """
+
+    def __init__(
+        self,
+        directory: Path,
+        ttl: float,
+        *,
+        clock: Callable[[], float] = time.time,
+        poll: float = 0.02,
+    ) -> None:
+        self._directory = directory
+        self.ttl = ttl
+        self._clock = clock
+        self._poll = poll
+
+    async def get(self, name: str, compute: Callable[[], Awaitable[Any]]) -> tuple[float, Any]:
+        """(when it was computed, by the clock; the value) of `name`, at most `ttl` old."""
+        path = self._directory / f"{name}.json"
+        while True:
+            found = self._read(path)
+            if found is not None and self._clock() - found[0] < self.ttl:
+                return found
+            with (self._directory / f"{name}.lock").open("w") as lock:
+                try:
+                    fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    pass  # another worker is computing it: wait for its file
+                else:
+                    found = self._read(path)  # it may have finished just before
+                    if found is not None and self._clock() - found[0] < self.ttl:
+                        return found
+                    written, value = self._clock(), await compute()
+                    draft = path.with_suffix(f".{os.getpid()}")
+                    draft.write_text(json.dumps([written, value]))
+                    draft.replace(path)  # readers see the old file or the new, never half
+                    return written, value
+            await asyncio.sleep(self._poll)
+
+    @staticmethod
+    def _read(path: Path) -> tuple[float, Any] | None:
+        try:
+            written, value = json.loads(path.read_bytes())
+        except FileNotFoundError:
+            return None
+        return float(written), value
