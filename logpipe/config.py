@@ -59,7 +59,7 @@ class Settings(BaseSettings):
     )
     cache_ttl: float = Field(5.0, ge=0, description="seconds a stats answer is reused; 0 = off")
     history_cache_ttl: float = Field(
-        300.0, ge=0, description="seconds statistics of days before yesterday are reused"
+        300.0, ge=0, description="seconds statistics of days before today (UTC) are reused"
     )
     query_timeout: float = Field(5.0, gt=0, description="seconds the API waits for InfluxDB")
 
