@@ -88,17 +88,20 @@ def wrk(base: str, script: Path, seconds: int) -> dict[str, float]:
     }
 
 
-def single_requests(base: str, first: str, last: str) -> list[float]:
-    """Latency (ms) of one request at a time for each customer in turn, cache off."""
-    times = []
+def single_requests(base: str, first: str, last: str) -> dict[str, tuple[float, int]]:
+    """Each customer's latency (ms) of one request at a time, cache off, with the number of
+    requests its answer covers."""
+    times = {}
     with httpx.Client(base_url=base, timeout=30) as client:
-        for customer in range(1, CUSTOMERS + 1):
+        for customer in (f"cust_{n}" for n in range(1, CUSTOMERS + 1)):
             started = time.perf_counter()
             response = client.get(
-                f"/customers/cust_{customer}/stats", params={"from": first, "to": last}
+                f"/customers/{customer}/stats", params={"from": first, "to": last}
             )
-            times.append((time.perf_counter() - started) * 1000)
+            elapsed = (time.perf_counter() - started) * 1000
             response.raise_for_status()
+            covered = sum(day["total_requests"] for day in response.json()["days"])
+            times[customer] = (elapsed, covered)
     return times
 
 
@@ -196,17 +199,21 @@ def main() -> dict[str, float]:
         )
         for key, value in r.items():
             figures[f"{label.replace(' ', '_')}_{key}"] = value
-    ordered = sorted(singles)
-    figures["single_median_ms"] = statistics.median(singles)
+    ordered = sorted(ms for ms, _ in singles.values())
+    slow = {name: found for name, found in singles.items() if found[0] > 150}
+    figures["single_median_ms"] = statistics.median(ordered)
     figures["single_p90_ms"] = ordered[int(len(ordered) * 0.9) - 1]
-    figures["single_max_ms"] = max(singles)
-    figures["single_over_150"] = sum(t > 150 for t in singles)
+    figures["single_max_ms"] = ordered[-1]
+    figures["single_over_150"] = len(slow)
     print(
         f"  single uncached 30-day request, each of {len(singles)} customers: median"
         f" {figures['single_median_ms']:.0f} ms, p90 {figures['single_p90_ms']:.0f} ms,"
-        f" max {figures['single_max_ms']:.0f} ms (cust_1, the busiest);"
-        f" {figures['single_over_150']:.0f} over 150 ms"
+        f" max {figures['single_max_ms']:.0f} ms; {len(slow)} over 150 ms"
     )
+    for name, (ms, covered) in slow.items():
+        print(f"    {name}: {ms:.0f} ms for {covered:,} requests")
+    busiest_fast = max((covered for ms, covered in singles.values() if ms <= 150), default=0)
+    print(f"    the busiest customer answered within 150 ms had {busiest_fast:,} requests")
     print("  targets: cache on >= 0.60 x ceiling req/s with p99 <= 50 ms; single <= 150 ms")
     return figures
 
