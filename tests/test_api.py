@@ -346,6 +346,20 @@ def test_recent_days_are_fresh_and_older_days_come_from_the_history_cache(
     assert after == {**before, **fresh_days}
 
 
+def test_just_after_midnight_the_new_day_is_in_the_answer(module_settings, loaded):
+    lines = ["2026-10-08 23:00:00 midnight /a 200 0.1", "2026-10-09 00:00:00 midnight /a 200 0.2"]
+    _write(module_settings, lines)
+    cached = module_settings.model_copy(update={"cache_ttl": 30})
+    clock = [datetime(2026, 10, 8, 23, 59, 59, tzinfo=timezone.utc)]
+    url = "/customers/midnight/stats?from_date=2026-10-08"
+    with running_api(cached, now=lambda: clock[0]) as client:
+        before = [d["date"] for d in client.get(url).json()["days"]]
+        clock[0] += timedelta(seconds=2)  # the snapshot of 2026-10-08 is still fresh
+        after = [d["date"] for d in client.get(url).json()["days"]]
+    assert before == ["2026-10-08"]
+    assert after == ["2026-10-08", "2026-10-09"]
+
+
 def test_serve_with_two_workers_shares_settings_and_sums_metrics(module_settings, loaded):
     port = free_port()
     env = {

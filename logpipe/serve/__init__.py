@@ -249,11 +249,12 @@ def create_app(
     def today() -> date:
         return now().date()
 
-    async def recent_days(since: date) -> Recent:
-        """Every customer's statistics from `since` to today, in one query for all workers."""
+    async def recent_days(since: date, until: date) -> Recent:
+        """Every customer's statistics of the days since..until, one query for all workers."""
         threshold = settings.failure_status
-        q = stats_query(None, since, today(), failure_status=threshold, by_customer=True)
-        written, statements = await app.state.shared.get(f"recent-{since}", lambda: query(q))
+        q = stats_query(None, since, until, failure_status=threshold, by_customer=True)
+        name = f"recent-{since}-{until}"
+        written, statements = await app.state.shared.get(name, lambda: query(q))
         grouped = day_stats_by_customer(statements, failure_status=threshold)
         days = {customer: {day.date: day for day in days} for customer, days in grouped.items()}
         return Recent(written, days)
@@ -261,14 +262,16 @@ def create_app(
     async def stats_answer(customer_id: str | None, first: date, last: date) -> Answer:
         threshold = settings.failure_status
         wanted = [first + timedelta(days=n) for n in range((last - first).days + 1)]
-        live = live_from(now())
+        clock = now()
+        live, current = live_from(clock), clock.date()
         known = history.known(customer_id, [day for day in wanted if day < live])
         missing = [day for day in wanted if day not in known]
-        recent_only = missing and live <= missing[0] <= wanted[-1] <= today()
+        recent_only = missing and live <= missing[0] <= wanted[-1] <= current
         if customer_id is not None and recent_only and cache.ttl > 0:
             # Only recent days are missing: take them from the snapshot of all customers,
             # one query per TTL for everyone instead of one per customer.
-            snapshot, _ = await recent.get(live, lambda: recent_days(live))
+            span = (live, current)
+            snapshot, _ = await recent.get(span, lambda: recent_days(*span))
             mine = snapshot.days.get(customer_id, {})
             known.update({day: mine.get(day) for day in missing})
             missing = []
