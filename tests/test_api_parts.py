@@ -9,7 +9,7 @@ import pytest
 
 from logpipe.errors import ConfigError
 from logpipe.serve.auth import find_key, parse_api_keys
-from logpipe.serve.cache import SharedFile, TTLCache
+from logpipe.serve.cache import HistoryCache, SharedFile, TTLCache
 
 ADMIN_KEY = "admin-0123456789abcdef"
 ACME_KEY = "acme-0123456789abcdef"
@@ -138,12 +138,9 @@ def test_a_waiter_that_goes_away_does_not_cancel_the_shared_computation():
 
 
 def test_history_cache_keeps_days_until_their_ttl():
-    from logpipe.serve.cache import HistoryCache
-
     clock = Clock()
-    history = HistoryCache(300, clock=clock)
-    history.keep("acme", "2026-10-01", "stats")
-    history.keep("acme", "2026-10-02", None)  # a day without requests is an answer too
+    history = HistoryCache(300, clock=clock, jitter=0)
+    history.keep("acme", {"2026-10-01": "stats", "2026-10-02": None})  # None: no requests
     assert history.known("acme", ["2026-10-01", "2026-10-02", "2026-10-03"]) == {
         "2026-10-01": "stats",
         "2026-10-02": None,
@@ -152,8 +149,20 @@ def test_history_cache_keeps_days_until_their_ttl():
     clock.now = 300.1
     assert history.known("acme", ["2026-10-01"]) == {}
     off = HistoryCache(0)
-    off.keep("acme", "2026-10-01", "stats")
+    off.keep("acme", {"2026-10-01": "stats"})
     assert off.known("acme", ["2026-10-01"]) == {}
+
+
+def test_customers_kept_together_expire_apart_and_each_one_s_days_together():
+    clock = Clock()
+    history = HistoryCache(300, clock=clock)
+    for customer in range(100):
+        history.keep(customer, {"2026-10-01": 1, "2026-10-02": 2})
+    clock.now = 270.0  # 10 % short of the TTL: about half have expired, each whole
+    held = [len(history.known(customer, ["2026-10-01", "2026-10-02"])) for customer in range(100)]
+    assert set(held) == {0, 2} and 20 < held.count(2) < 80
+    clock.now = 300.0
+    assert all(not history.known(customer, ["2026-10-01"]) for customer in range(100))
 
 
 def test_lifetimes_are_jittered_below_the_ttl():

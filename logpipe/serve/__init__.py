@@ -280,10 +280,8 @@ def create_app(
             fetched = {
                 day.date: day for day in day_stats(await query(q), failure_status=threshold)
             }
-            for day in missing:
-                known[day] = fetched.get(day)
-                if day < live:
-                    history.keep(customer_id, day, known[day])
+            known.update({day: fetched.get(day) for day in missing})
+            history.keep(customer_id, {day: known[day] for day in missing if day < live})
         days = [known[day] for day in wanted if known[day] is not None]
         if not days:
             who = customer_id or "any customer"

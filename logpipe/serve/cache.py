@@ -22,6 +22,12 @@ from typing import Any, Generic, TypeVar
 T = TypeVar("T")
 
 
+def _lifetime(ttl: float, jitter: float) -> float:
+    # Up to `jitter` shorter than the TTL, never longer: entries filled together do not all
+    # expire (and send their refreshes to InfluxDB) in the same instant.
+    return ttl * (1 - jitter * random.random())
+
+
 @dataclass
 class _Entry(Generic[T]):
     task: asyncio.Future[T]
@@ -52,10 +58,8 @@ class TTLCache(Generic[T]):
         self._entries: dict[Hashable, _Entry[T]] = {}
 
     def _fresh_until(self, answer: T) -> float:
-        # Up to `jitter` shorter than the TTL, never longer: answers warmed together do not
-        # all go stale (and refresh) in the same instant.
         born = self._clock() - (self._age(answer) if self._age else 0.0)
-        return born + self.ttl * (1 - self._jitter * random.random())
+        return born + _lifetime(self.ttl, self._jitter)
 
     async def get(self, key: Hashable, compute: Callable[[], Awaitable[T]]) -> tuple[T, bool]:
         """(answer, True if no computation was started for this request)."""
@@ -116,10 +120,12 @@ class HistoryCache:
         ttl: float,
         *,
         max_entries: int = 200_000,
+        jitter: float = 0.2,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.ttl = ttl
         self._max_entries = max_entries
+        self._jitter = jitter
         self._clock = clock
         self._days: dict[Hashable, tuple[float, object]] = {}
 
@@ -133,10 +139,13 @@ class HistoryCache:
                 found[day] = entry[1]
         return found
 
-    def keep(self, scope: Hashable, day: Hashable, value: object) -> None:
+    def keep(self, scope: Hashable, days: dict[Hashable, object]) -> None:
+        """Keep the days of one answer; they expire together, so one query renews them."""
         if self.ttl <= 0:
             return
-        self._days[(scope, day)] = (self._clock() + self.ttl, value)
+        until = self._clock() + _lifetime(self.ttl, self._jitter)
+        for day, value in days.items():
+            self._days[(scope, day)] = (until, value)
         while len(self._days) > self._max_entries:  # drop the oldest
             del self._days[next(iter(self._days))]
 
