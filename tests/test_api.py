@@ -377,8 +377,8 @@ def test_serve_with_two_workers_shares_settings_and_sums_metrics(module_settings
         wait_until(lambda: _answers(f"{base}/healthz"), timeout=30, what="serve --workers 2")
         for _ in range(6):
             with httpx.Client(base_url=base) as client:  # new connections, either worker
-                response = client.get("/customers/tenant:7/stats?from_date=2026-10-05")
-                assert response.status_code == 200
+                url = "/customers/tenant:7/stats?from_date=2026-10-05&to_date=2026-10-08"
+                assert client.get(url).status_code == 200
         metrics = httpx.get(f"{base}/metrics").text
     finally:
         server.send_signal(signal.SIGINT)

@@ -4,6 +4,10 @@ share."""
 from __future__ import annotations
 
 import asyncio
+import multiprocessing
+import os
+import time
+from pathlib import Path
 
 import pytest
 
@@ -234,3 +238,78 @@ def test_a_failed_computation_leaves_the_next_worker_free_to_try(tmp_path):
         return await two.get("recent", works)
 
     assert asyncio.run(main())[1] == [1, 2]
+
+
+def test_a_worker_that_waited_takes_the_file_even_when_the_query_outlasted_the_ttl(tmp_path):
+    calls = []
+
+    async def slow():
+        calls.append(1)
+        await asyncio.sleep(0.2)  # four TTLs
+        return "figures"
+
+    async def main():
+        one, two = (SharedFile(tmp_path, 0.05, poll=0.005) for _ in range(2))
+        return await asyncio.gather(one.get("recent", slow), two.get("recent", slow))
+
+    first, second = asyncio.run(main())
+    assert first == second and first[1] == "figures" and calls == [1]
+
+
+def test_a_worker_stops_waiting_for_a_stuck_one_after_its_patience(tmp_path):
+    async def never():
+        await asyncio.Event().wait()
+
+    async def mine():
+        return "own"
+
+    async def main():
+        stuck = asyncio.ensure_future(SharedFile(tmp_path, 5.0).get("recent", never))
+        await asyncio.sleep(0.02)  # it holds the lock now
+        started = time.monotonic()
+        found = await SharedFile(tmp_path, 5.0, patience=0.1, poll=0.01).get("recent", mine)
+        stuck.cancel()
+        return found, time.monotonic() - started
+
+    (_, value), waited = asyncio.run(main())
+    assert value == "own" and waited >= 0.1
+
+
+def test_a_damaged_file_is_computed_again(tmp_path):
+    (tmp_path / "recent.json").write_text('{"half": ')
+
+    async def compute():
+        return [1]
+
+    assert asyncio.run(SharedFile(tmp_path, 5.0).get("recent", compute))[1] == [1]
+    assert asyncio.run(SharedFile(tmp_path, 5.0).get("recent", compute))[1] == [1]
+
+
+def _worker_process(directory: str, calls: str, start_at: float, out) -> None:
+    async def compute():
+        with open(calls, "a") as log:
+            log.write(f"{os.getpid()}\n")
+        await asyncio.sleep(0.3)
+        return {"computed_by": os.getpid()}
+
+    while time.time() < start_at:  # both processes ask at the same moment
+        time.sleep(0.001)
+    out.put(asyncio.run(SharedFile(Path(directory), 60.0).get("recent", compute))[1])
+
+
+def test_two_processes_asking_at_once_cause_one_computation(tmp_path):
+    spawn = multiprocessing.get_context("spawn")
+    out = spawn.Queue()
+    calls = tmp_path / "calls"
+    start_at = time.time() + 2.0
+    workers = [
+        spawn.Process(target=_worker_process, args=(str(tmp_path), str(calls), start_at, out))
+        for _ in range(2)
+    ]
+    for worker in workers:
+        worker.start()
+    answers = [out.get(timeout=30) for _ in workers]
+    for worker in workers:
+        worker.join(10)
+    assert len(calls.read_text().splitlines()) == 1
+    assert answers[0] == answers[1]

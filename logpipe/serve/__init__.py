@@ -66,7 +66,7 @@ class Recent(NamedTuple):
     """Every customer's statistics of the days that may still change, as of `written`."""
 
     written: float
-    """When its query was sent (time.time())."""
+    """When its query was sent (time.monotonic(), the same clock in every worker)."""
     days: dict[str, dict[date, DayStats]]
 
 
@@ -168,8 +168,10 @@ def create_app(
     `now` is the clock, an aware UTC datetime."""
     keys = parse_api_keys(settings.api_keys.get_secret_value()) if settings.api_keys else None
     cache: TTLCache[Answer] = TTLCache(settings.cache_ttl)
+    # No jitter: the workers' file already spreads the refreshes, and a snapshot read from
+    # it must be fresh for the rest of its TTL, not expire on arrival.
     recent: TTLCache[Recent] = TTLCache(
-        settings.cache_ttl, age=lambda snapshot: time.time() - snapshot.written
+        settings.cache_ttl, jitter=0, age=lambda snapshot: time.monotonic() - snapshot.written
     )
     history = HistoryCache(settings.history_cache_ttl if settings.cache_ttl > 0 else 0)
     ttl = int(settings.cache_ttl)
@@ -189,7 +191,9 @@ def create_app(
             directory = shared_dir or pathlib.Path(
                 own.enter_context(tempfile.TemporaryDirectory(prefix="logpipe-serve-"))
             )
-            app.state.shared = SharedFile(directory, settings.cache_ttl)
+            # Patience: the other worker may wait for a query slot, then for its query.
+            patience = 2 * settings.query_timeout + 1
+            app.state.shared = SharedFile(directory, settings.cache_ttl, patience=patience)
             try:
                 yield
             finally:

@@ -1,9 +1,13 @@
 """An in-process TTL cache of computed answers, with request coalescing: concurrent requests
 for the same key share one computation (one InfluxDB query).
 
-An answer is fresh for `ttl` seconds. For another `ttl` seconds it may still be served while
-one refresh runs in the background (stale-while-revalidate), so expiry never sends every
-waiting client to InfluxDB at once; after that a request waits for a new answer.
+An answer is fresh for `ttl` seconds (less its age, for one that arrives already old). For
+another `ttl` seconds it may still be served while one refresh runs in the background
+(stale-while-revalidate), so expiry never sends every waiting client to InfluxDB at once;
+after that a request waits for a new answer.
+
+Below them: HistoryCache, per-day statistics of closed days, and SharedFile, a value the
+worker processes of one server share.
 """
 
 from __future__ import annotations
@@ -14,7 +18,8 @@ import json
 import os
 import random
 import time
-from collections.abc import Awaitable, Callable, Hashable
+from collections.abc import Awaitable, Callable, Hashable, Iterator
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Generic, TypeVar
@@ -155,6 +160,12 @@ class SharedFile:
     in one directory. The worker that finds a value older than `ttl` computes it again, under
     a file lock, while the others wait for its file: N workers cost InfluxDB one query per
     TTL, not N. (The kernel drops the lock of a worker that dies.)
+
+    A worker that waited takes the file the computing worker writes, however long its query
+    took; one that waits longer than `patience` (the other seems stuck) computes the value
+    itself. The clock is time.monotonic, which every process of a host shares and which
+    does not jump when the wall clock is set. Files not written for an hour (the spans of
+    days gone by) are removed by the next writer.
     """
 
     def __init__(
@@ -162,41 +173,87 @@ class SharedFile:
         directory: Path,
         ttl: float,
         *,
-        clock: Callable[[], float] = time.time,
+        patience: float = 30.0,
+        clock: Callable[[], float] = time.monotonic,
         poll: float = 0.02,
     ) -> None:
         self._directory = directory
         self.ttl = ttl
+        self._patience = patience
         self._clock = clock
         self._poll = poll
+        self._parsed: dict[Path, tuple[tuple[int, int], tuple[float, Any]]] = {}
 
     async def get(self, name: str, compute: Callable[[], Awaitable[Any]]) -> tuple[float, Any]:
-        """(when it was computed, by the clock; the value) of `name`, at most `ttl` old."""
+        """(when its computation began, by the clock; the value) of `name`: younger than
+        `ttl`, or the one that the worker computing it when this call began wrote."""
         path = self._directory / f"{name}.json"
+        seen = self._read(path)
+        if seen is not None and self._clock() - seen[0] < self.ttl:
+            return seen
+        give_up = self._clock() + self._patience
         while True:
-            found = self._read(path)
-            if found is not None and self._clock() - found[0] < self.ttl:
-                return found
-            with (self._directory / f"{name}.lock").open("w") as lock:
-                try:
-                    fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                except BlockingIOError:
-                    pass  # another worker is computing it: wait for its file
-                else:
-                    found = self._read(path)  # it may have finished just before
-                    if found is not None and self._clock() - found[0] < self.ttl:
+            with self._lock(name) as mine:
+                if mine:
+                    found = self._read(path)  # another may have written it meanwhile
+                    if found is not None and (seen is None or found[0] > seen[0]):
                         return found
-                    written, value = self._clock(), await compute()
-                    draft = path.with_suffix(f".{os.getpid()}")
-                    draft.write_text(json.dumps([written, value]))
-                    draft.replace(path)  # readers see the old file or the new, never half
-                    return written, value
+                    return await self._compute(path, compute)
+            if self._clock() > give_up:
+                return await self._compute(path, compute)
             await asyncio.sleep(self._poll)
+            found = self._read(path)
+            if found is not None and (seen is None or found[0] > seen[0]):
+                return found
 
-    @staticmethod
-    def _read(path: Path) -> tuple[float, Any] | None:
+    @contextmanager
+    def _lock(self, name: str) -> Iterator[bool]:
+        """True while this process holds `name`'s lock; False when another one does."""
+        self._directory.mkdir(parents=True, exist_ok=True)  # a /tmp cleaner may remove it
+        with (self._directory / f"{name}.lock").open("w") as lock:  # closing unlocks
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                yield False
+            else:
+                yield True
+
+    async def _compute(
+        self, path: Path, compute: Callable[[], Awaitable[Any]]
+    ) -> tuple[float, Any]:
+        written, value = self._clock(), await compute()
+        draft = path.with_suffix(f".{os.getpid()}")
         try:
+            draft.write_text(json.dumps([written, value]))
+            draft.replace(path)  # readers see the old file or the new, never half of one
+        except OSError:  # a full disk, say: the others compute their own, and so on
+            with suppress(OSError):
+                draft.unlink(missing_ok=True)
+        else:
+            self._prune()
+        return written, value
+
+    def _read(self, path: Path) -> tuple[float, Any] | None:
+        """The file's (written, value), parsed only when the file is another than last time."""
+        try:
+            stat = path.stat()
+            stamp = (stat.st_ino, stat.st_mtime_ns)  # each write makes a new file (inode)
+            held = self._parsed.get(path)
+            if held is not None and held[0] == stamp:
+                return held[1]
             written, value = json.loads(path.read_bytes())
         except FileNotFoundError:
             return None
-        return float(written), value
+        except (ValueError, TypeError):  # a damaged file: as if there were none
+            return None
+        found = (float(written), value)
+        self._parsed[path] = (stamp, found)
+        return found
+
+    def _prune(self, unused: float = 3600.0) -> None:
+        cutoff = time.time() - unused  # file times are wall-clock times
+        for old in self._directory.iterdir():
+            with suppress(OSError):
+                if old.stat().st_mtime < cutoff:
+                    old.unlink()
+                    self._parsed.pop(old, None)
