@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import os
 import re
 import shutil
@@ -105,9 +106,19 @@ def single_requests(base: str, first: str, last: str) -> dict[str, tuple[float, 
     return times
 
 
-def warm_up(base: str, first: str, last: str, rounds: int = 12) -> None:
-    """Ask for every customer a few times over fresh, concurrent connections, so that every
-    worker process has filled its cache (when on) before the clock starts."""
+def _cache_misses(base: str) -> float:
+    """Answers the server computed (cache misses), summed over its worker processes."""
+    found = re.search(
+        r'logpipe_api_cache_lookups_total\{result="miss"\} (\S+)',
+        httpx.get(f"{base}/metrics").text,
+    )
+    return float(found.group(1)) if found else 0.0
+
+
+def warm_up(base: str, first: str, last: str, *, computed: int = 0, rounds: int = 12) -> None:
+    """Ask for every customer over fresh, concurrent connections, `rounds` times and until
+    the server has computed `computed` answers: which worker takes a connection is up to the
+    kernel, and every worker must hold every customer before the clock starts."""
 
     async def one_round() -> None:
         limits = httpx.Limits(max_keepalive_connections=0)
@@ -120,8 +131,12 @@ def warm_up(base: str, first: str, last: str, rounds: int = 12) -> None:
             for answer in answers:
                 answer.raise_for_status()
 
-    for _ in range(rounds):
+    for done in itertools.count(1):
         asyncio.run(one_round())
+        if done >= rounds and (not computed or _cache_misses(base) >= computed):
+            return
+        if done >= 20 * rounds:
+            raise SystemExit(f"warm-up: the server computed fewer than {computed} answers")
 
 
 def main() -> dict[str, float]:
@@ -162,7 +177,7 @@ def main() -> dict[str, float]:
                     if ttl == "0":
                         singles = single_requests(base, first, last)
                     else:
-                        warm_up(base, first, last)
+                        warm_up(base, first, last, computed=args.workers * CUSTOMERS)
                     answer = httpx.get(probe).content
                     results[label] = wrk(base, script, args.seconds)
                 finally:
