@@ -240,6 +240,14 @@ def create_app(
             slots.release()
             QUERY_SECONDS.observe(time.perf_counter() - started)
 
+    async def shared_query(name: str, q: str) -> list[list[dict[str, Any]]]:
+        """`query`, but worker processes asking the same within a TTL share one answer: a
+        restarted server's workers, say, each warming up on the same busy customer."""
+        if cache.ttl <= 0:
+            return await query(q)
+        _, statements = await app.state.shared.get(name, lambda: query(q))
+        return statements
+
     async def answer(key: Hashable, compute: Callable[[], Any]) -> Response:
         (status, body), hit = await cache.get(key, compute)
         CACHE_LOOKUPS.labels("hit" if hit else "miss").inc()
@@ -281,9 +289,9 @@ def create_app(
             missing = []
         if missing:  # one query for the span of the days not held
             q = stats_query(customer_id, missing[0], missing[-1], failure_status=threshold)
-            fetched = {
-                day.date: day for day in day_stats(await query(q), failure_status=threshold)
-            }
+            who = "all" if customer_id is None else f"customer-{customer_id}"
+            statements = await shared_query(f"days-{who}-{missing[0]}-{missing[-1]}", q)
+            fetched = {day.date: day for day in day_stats(statements, failure_status=threshold)}
             known.update({day: fetched.get(day) for day in missing})
             history.keep(customer_id, {day: known[day] for day in missing if day < live})
         days = [known[day] for day in wanted if known[day] is not None]
