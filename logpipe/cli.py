@@ -128,11 +128,11 @@ def generate(
     Example: logpipe generate --output api.log --rate 5
     """
     from logpipe import generate as module
-    from logpipe.errors import ConfigError
 
     options = module.options_from_flags(
         rate=rate,
-        total=total or max_lines,
+        total=total,
+        max_lines=max_lines,
         customers=customers,
         seed=seed,
         backfill_days=backfill_days,
@@ -144,8 +144,6 @@ def generate(
         interval=interval,
         rotate_bytes=rotate_bytes,
     )
-    if total and max_lines and total != max_lines:
-        raise ConfigError("--total and --max-lines say different things; give one")
     with module.progress(options, status_file=status_file) as on_batch:
         written = module.run(output, options, on_batch=on_batch)
     typer.echo(f"wrote {written} lines to {output}", err=True)
@@ -190,7 +188,6 @@ def process(
     """
     from logpipe import process as module
     from logpipe.config import load_settings
-    from logpipe.errors import ConfigError
 
     settings = load_settings(
         influx_url=influx_url,
@@ -204,10 +201,6 @@ def process(
         flush_interval=flush_interval,
     )
     cluster = addresses.split(";") if addresses else None
-    if (cluster is None) != (process_id is None):
-        raise ConfigError("--process-id and --addresses go together")
-    if cluster is not None and process_id is not None and process_id >= len(cluster):
-        raise ConfigError(f"--process-id {process_id} is not below the {len(cluster)} addresses")
     counters = module.run(settings, input, once=once, process_id=process_id, addresses=cluster)
     summary = counters.as_dict()
     typer.echo(
@@ -250,8 +243,6 @@ def serve(
         influx_url=influx_url,
         influx_database=database,
     )
-    if settings.api_keys:  # a malformed key list fails here, not in every worker
-        module.parse_api_keys(settings.api_keys.get_secret_value())
     module.run(settings)
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-import json
 import math
 import random
 import sys
@@ -20,6 +19,8 @@ from dataclasses import dataclass
 from datetime import date, datetime, timezone
 from pathlib import Path
 from typing import TextIO
+
+from logpipe.status import write_status
 
 # (path, median latency in seconds): lognormal latencies around these.
 PATHS = (
@@ -40,6 +41,7 @@ LIVE_RATE = 10.0
 """Lines per second when none is given and timestamps are "now"."""
 SECONDS_PER_DAY = 86_400
 FORMATS = ("text", "json", "logfmt")
+"""The line formats written here, and read by `logpipe process` (logpipe/process/formats.py)."""
 KEEP_ROTATED = 5
 """Rotated files kept by --rotate-bytes (output.1 newest ... output.5)."""
 
@@ -66,6 +68,8 @@ class GenerateOptions:
 def options_from_flags(
     *,
     rate: float | None,
+    total: int | None,
+    max_lines: int | None,
     interval: float | None,
     batch_size: int | None,
     backfill_days: float | None,
@@ -76,7 +80,7 @@ def options_from_flags(
     **rest: object,
 ) -> GenerateOptions:
     """GenerateOptions from the command's flags, checked together; ConfigError if they clash.
-    `rest` holds the flags that need no check (total, customers, seed, rotate_bytes)."""
+    `rest` holds the flags that need no check (customers, seed, rotate_bytes)."""
     from logpipe.errors import ConfigError
 
     if format not in FORMATS:
@@ -89,10 +93,13 @@ def options_from_flags(
         if rate is not None:
             raise ConfigError("give --rate, or --batch-size with --interval, not both")
         rate = batch_size / interval
+    if total and max_lines and total != max_lines:
+        raise ConfigError("--total and --max-lines say different things; give one")
     if rate is None:  # history is written at once; "now" at a pace a person can follow
         rate = 0.0 if backfill_days is not None or start is not None else LIVE_RATE
     return GenerateOptions(
         rate=rate,
+        total=total or max_lines,
         batch_size=batch_size,
         backfill_days=backfill_days,
         start=start,
@@ -134,9 +141,7 @@ def progress(
             bar.update(task, completed=written, rate=written / max(now - started, 1e-6))
         if status_file is not None and now - last_status >= 0.5:
             last_status = now
-            temporary = status_file.with_suffix(".tmp")
-            temporary.write_text(json.dumps({"written": written, "time": time.time()}))
-            temporary.replace(status_file)
+            write_status(status_file, {"written": written})
 
     if bar is None:
         yield on_batch

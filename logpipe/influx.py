@@ -124,9 +124,7 @@ class InfluxClient:
         """Create the database on 1.x when missing; elsewhere say how to create it."""
         name = self.database
         try:
-            databases = self.query("SHOW DATABASES")
-            values = databases[0][0].get("values", []) if databases and databases[0] else []
-            if [name] in values:
+            if _lists_database(self.query("SHOW DATABASES"), name):
                 return
             self.query(f'CREATE DATABASE "{name}"', write=True)
         except InfluxRejected as exc:
@@ -136,6 +134,11 @@ class InfluxClient:
                 f"`influxdb3 create database {name}` (InfluxDB 3), then run again.",
                 status_code=exc.status_code,
             ) from exc
+
+
+def _lists_database(shown: list[list[Series]], name: str) -> bool:
+    """Whether SHOW DATABASES's answer names `name`."""
+    return any([name] in series.get("values", []) for statement in shown for series in statement)
 
 
 class AsyncInfluxClient:
@@ -171,8 +174,7 @@ class AsyncInfluxClient:
         return series_of((await self._send("/query", "query", params=params)).json())
 
     async def database_exists(self) -> bool:
-        (series,) = await self.query("SHOW DATABASES")
-        return any([self.database] in one.get("values", []) for one in series)
+        return _lists_database(await self.query("SHOW DATABASES"), self.database)
 
     async def ping(self) -> str:
         response = await self._send("/ping", "ping")

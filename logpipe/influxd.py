@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import shutil
+import signal
 import socket
 import subprocess
 import time
@@ -45,6 +46,18 @@ bind-address = "127.0.0.1:{rpc_port}"
 """
 
 
+def stop_process(process: subprocess.Popen[bytes], sig: int, timeout: float) -> None:
+    """Send `sig`, then SIGKILL if the process has not ended within `timeout`; reap it."""
+    if process.poll() is not None:
+        return
+    process.send_signal(sig)
+    try:
+        process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that nothing listens on right now."""
     with socket.socket() as sock:
@@ -69,6 +82,8 @@ class LocalInfluxd:
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = root / "influxd.log"
         self._process: subprocess.Popen[bytes] | None = None
+        self.version = "unknown"
+        """What the server says it is, once started."""
 
     def start(self, *, timeout: float = 30.0) -> LocalInfluxd:
         self.root.mkdir(parents=True, exist_ok=True)
@@ -92,7 +107,9 @@ class LocalInfluxd:
                 tail = self.log_path.read_text(errors="replace")[-1500:]
                 raise InfluxUnavailable(f"influxd exited at start ({self.log_path}):\n{tail}")
             try:
-                if httpx.get(f"{self.url}/ping", timeout=1.0).status_code == 204:
+                answer = httpx.get(f"{self.url}/ping", timeout=1.0)
+                if answer.status_code == 204:
+                    self.version = answer.headers.get("X-Influxdb-Version", "unknown")
                     return
             except httpx.HTTPError:
                 pass
@@ -103,14 +120,8 @@ class LocalInfluxd:
     def stop(self, *, timeout: float = 10.0) -> None:
         """Stop the server (SIGTERM, then SIGKILL after `timeout`) and reap it."""
         process, self._process = self._process, None
-        if process is None or process.poll() is not None:
-            return
-        process.terminate()
-        try:
-            process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        if process is not None:
+            stop_process(process, signal.SIGTERM, timeout)
 
     @property
     def pid(self) -> int | None:

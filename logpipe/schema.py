@@ -20,7 +20,7 @@ CUSTOMER_ID_PATTERN = r"^[A-Za-z0-9_.:-]{1,128}$"
 """1 to 128 ASCII letters, digits and ``_ . : -``; anything else is refused everywhere."""
 
 _CUSTOMER_ID = re.compile(CUSTOMER_ID_PATTERN)
-_NS_PER_SECOND = 1_000_000_000
+NS_PER_SECOND = 1_000_000_000
 
 
 def is_valid_customer_id(customer_id: str) -> bool:
@@ -62,7 +62,7 @@ def point_timestamp(
     seconds, 1 MB for milliseconds).
     """
     room = 10 ** (9 - digits)
-    return epoch_seconds * _NS_PER_SECOND + nanos + (salt + offset) % room
+    return epoch_seconds * NS_PER_SECOND + nanos + (salt + offset) % room
 
 
 def status_class(status: int) -> str:

@@ -11,9 +11,7 @@ from datetime import date, datetime, timedelta, timezone
 from typing import Any
 
 from logpipe.config import MEASUREMENT
-from logpipe.schema import influxql_string
-
-_NS = 1_000_000_000
+from logpipe.schema import NS_PER_SECOND, influxql_string
 
 
 @dataclass(frozen=True)
@@ -30,7 +28,10 @@ class DayStats:
 
 
 def _day_ns(day: date) -> int:
-    return int(datetime(day.year, day.month, day.day, tzinfo=timezone.utc).timestamp()) * _NS
+    return (
+        int(datetime(day.year, day.month, day.day, tzinfo=timezone.utc).timestamp())
+        * NS_PER_SECOND
+    )
 
 
 def stats_query(

@@ -22,13 +22,14 @@ from bytewax.errors import BytewaxRuntimeError
 from bytewax.recovery import RecoveryConfig, init_db_dir
 
 from logpipe.config import Settings
-from logpipe.errors import InputError
+from logpipe.errors import ConfigError, InputError
 from logpipe.influx import InfluxClient
 from logpipe.process.counters import Counters, StatusReporter
 from logpipe.process.formats import LineFormat
 from logpipe.process.parse import Chunk, Parsed
 from logpipe.process.sink import DeadLetters, InfluxSink
 from logpipe.process.source import LogFileSource
+from logpipe.status import PROCESS_STATUS
 
 log = logging.getLogger(__name__)
 
@@ -112,6 +113,10 @@ def run(
     With `addresses` (every process's host:port) this process is `process_id` of a Bytewax
     cluster; the input files are spread over all workers of all processes.
     """
+    if (addresses is None) != (process_id is None):
+        raise ConfigError("--process-id and --addresses go together")
+    if addresses is not None and process_id is not None and process_id >= len(addresses):
+        raise ConfigError(f"--process-id {process_id} is not below the {len(addresses)} addresses")
     inputs = expand_inputs(patterns)
     # a bad format setting fails here, before InfluxDB is asked anything
     line_format = LineFormat.from_settings(settings.format, settings.keys, settings.timezone)
@@ -130,7 +135,7 @@ def run(
         line_format=line_format,
         process_id=process_id or 0,
     )
-    status_name = "process-status.json" if process_id is None else f"process-{process_id}.json"
+    status_name = PROCESS_STATUS if process_id is None else f"process-{process_id}.json"
     with StatusReporter(counters, settings.state_dir / status_name):
         try:
             cli_main(

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import time
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
+from logpipe.status import write_status
+
 log = logging.getLogger("logpipe.process")
+LOG_EVERY = 5.0
+"""Seconds between two log lines of the counters."""
 
 
 @dataclass
@@ -18,9 +21,8 @@ class Counters:
     stored: int = 0
     rejected: int = 0
     write_retries: int = 0
-    lag_bytes: int = 0
-    """Bytes between the read position and the end of each input file, summed."""
     _lag: dict[str, int] = field(default_factory=dict, repr=False, compare=False)
+    """Bytes between the read position and the end of each input file."""
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     def add(self, **amounts: int) -> None:
@@ -31,23 +33,25 @@ class Counters:
     def set_lag(self, source: str, lag: int) -> None:
         with self._lock:
             self._lag[source] = lag
-            self.lag_bytes = sum(self._lag.values())
+
+    @property
+    def lag_bytes(self) -> int:
+        """Bytes between the read positions and the ends of the input files, summed."""
+        return self.as_dict()["lag_bytes"]
 
     def as_dict(self) -> dict[str, int]:
         with self._lock:
-            return {
-                f.name: getattr(self, f.name) for f in fields(self) if not f.name.startswith("_")
-            }
+            values = {f.name: getattr(self, f.name) for f in fields(self) if f.name[0] != "_"}
+            return {**values, "lag_bytes": sum(self._lag.values())}
 
 
 class StatusReporter:
     """Writes the counters to a JSON file every second (run-all's live view reads it) and
-    logs them every `log_every` seconds, from a thread, while the dataflow runs."""
+    logs them every LOG_EVERY seconds, from a thread, while the dataflow runs."""
 
-    def __init__(self, counters: Counters, path: Path, *, log_every: float = 5.0) -> None:
+    def __init__(self, counters: Counters, path: Path) -> None:
         self._counters = counters
         self._path = path
-        self._log_every = log_every
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="logpipe-status", daemon=True)
 
@@ -65,7 +69,7 @@ class StatusReporter:
         last_log = time.monotonic()
         while not self._stop.wait(1.0):
             values = self._write()
-            if time.monotonic() - last_log >= self._log_every:
+            if time.monotonic() - last_log >= LOG_EVERY:
                 last_log = time.monotonic()
                 log.info(
                     "read %(read)d, stored %(stored)d, rejected %(rejected)d, "
@@ -75,7 +79,5 @@ class StatusReporter:
 
     def _write(self) -> dict[str, int]:
         values = self._counters.as_dict()
-        temporary = self._path.with_suffix(".tmp")
-        temporary.write_text(json.dumps({**values, "time": time.time()}))
-        temporary.replace(self._path)  # readers never see half a file
+        write_status(self._path, values)
         return values

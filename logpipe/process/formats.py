@@ -10,6 +10,7 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from logpipe.errors import ConfigError
+from logpipe.generate import FORMATS
 from logpipe.process.parse import (
     Chunk,
     Parsed,
@@ -25,7 +26,6 @@ from logpipe.process.parse import (
     parse_timestamp,
 )
 
-FORMATS = ("text", "json", "logfmt")
 FIELDS = ("timestamp", "customer_id", "path", "status", "latency")
 _LOGFMT = re.compile(r'([^\s=]+)=("(?:[^"\\]|\\.)*"|\S*)')
 

@@ -16,7 +16,7 @@ from typing import NamedTuple
 from zoneinfo import ZoneInfo
 
 from logpipe.config import MEASUREMENT
-from logpipe.schema import is_valid_customer_id, point_line, point_timestamp
+from logpipe.schema import NS_PER_SECOND, is_valid_customer_id, point_line, point_timestamp
 
 MAX_LINE_BYTES = 64 * 1024
 RAW_LINE_LIMIT = 1024
@@ -76,26 +76,42 @@ class Parsed(NamedTuple):
 # -- fields ---------------------------------------------------------------------------------
 
 
-@lru_cache(maxsize=4096)
+_DAYS: dict[str, int] = {}
+_CLOCKS: dict[str, int] = {}
+"""Valid date and time-of-day texts seen, to their seconds: the cache of both parse paths,
+plain dicts so that the fast path can look them up inline (a function call per line is
+measurably slower there)."""
+
+
+def _remember(seen: dict[str, int], text: str, seconds: int, limit: int) -> int:
+    if len(seen) >= limit:
+        seen.clear()
+    seen[text] = seconds
+    return seconds
+
+
 def _day_start(text: str) -> int:
+    if text in _DAYS:
+        return _DAYS[text]
     if not _DAY.fullmatch(text):
         raise ParseError(f"date {text!r} is not YYYY-MM-DD")
     try:
         day = date.fromisoformat(text)
     except ValueError:
         raise ParseError(f"impossible date {text!r}") from None
-    return (day.toordinal() - _UNIX_DAY_ZERO) * _SECONDS_PER_DAY
+    return _remember(_DAYS, text, (day.toordinal() - _UNIX_DAY_ZERO) * _SECONDS_PER_DAY, 4096)
 
 
-@lru_cache(maxsize=_SECONDS_PER_DAY)
 def _second_of_day(text: str) -> int:
+    if text in _CLOCKS:
+        return _CLOCKS[text]
     match = _CLOCK.fullmatch(text)
     if not match:
         raise ParseError(f"time {text!r} is not HH:MM:SS")
     hours, minutes, seconds = (int(part) for part in match.groups())
     if hours > 23 or minutes > 59 or seconds > 59:
         raise ParseError(f"impossible time {text!r}")
-    return hours * 3600 + minutes * 60 + seconds
+    return _remember(_CLOCKS, text, hours * 3600 + minutes * 60 + seconds, _SECONDS_PER_DAY)
 
 
 @lru_cache(maxsize=4096)
@@ -209,17 +225,6 @@ _TEXT_FAST = re.compile(
     r' ([^\s"\\]{1,2048}) ([1-5]\d\d) (\d{1,9}(?:\.\d{1,9})?)\r?$',
     re.MULTILINE,
 )
-_NS = 1_000_000_000
-_CACHE_LIMIT = 100_000
-_seconds: dict[str, int] = {}
-"""Day and time-of-day texts seen by the fast path, to their seconds (bounded)."""
-
-
-def _cached_seconds(text: str, parse: Callable[[str], int]) -> int:
-    if len(_seconds) > _CACHE_LIMIT:
-        _seconds.clear()
-    _seconds[text] = seconds = parse(text)
-    return seconds
 
 
 def _reject(chunk: Chunk, offset: int, reason: str, raw: bytes) -> Reject:
@@ -292,7 +297,7 @@ def parse_text_chunk(chunk: Chunk) -> Parsed:
     points: list[str] = []
     rejects: list[Reject] = []
     append = points.append
-    seconds_of = _seconds
+    days, clocks = _DAYS, _CLOCKS
     salt = chunk.salt
     base = chunk.offset
     done = 0  # text before this index is handled
@@ -311,14 +316,14 @@ def parse_text_chunk(chunk: Chunk) -> Parsed:
         done = found.end() + 1
         day, clock, customer, path, status, latency = found.groups()
         try:
-            seconds = seconds_of[day] + seconds_of[clock]
+            seconds = days[day] + clocks[clock]
         except KeyError:
             try:
-                seconds = _cached_seconds(day, _day_start) + _cached_seconds(clock, _second_of_day)
+                seconds = _day_start(day) + _second_of_day(clock)
             except ParseError:
                 careful(start, done - 1)
                 continue
-        stamp = seconds * _NS + (salt + base + start) % _NS
+        stamp = seconds * NS_PER_SECOND + (salt + base + start) % NS_PER_SECOND
         append(
             f"{MEASUREMENT},customer_id={customer},status_class={status[0]}xx"
             f' status={status}i,latency={latency},path="{path}" {stamp}'

@@ -22,8 +22,9 @@ from rich.live import Live
 from logpipe.config import Settings, default_data_dir
 from logpipe.errors import InfluxNotFound, InfluxUnavailable
 from logpipe.influx import InfluxClient
-from logpipe.influxd import LocalInfluxd, find_influxd
+from logpipe.influxd import LocalInfluxd, find_influxd, stop_process
 from logpipe.run_all.view import Snapshot, Watcher, one_line, render
+from logpipe.status import GENERATE_STATUS, PROCESS_STATUS
 
 NO_INFLUX_HELP = (
     "no InfluxDB answers at {url} and no `influxd` is on PATH. Either start one with Docker "
@@ -69,13 +70,7 @@ class Child:
 
     def stop(self, timeout: float) -> None:
         """SIGINT (a clean Ctrl-C), then SIGKILL if it has not ended within `timeout`."""
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGINT)
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_process(self.process, signal.SIGINT, timeout)
 
 
 STOP_SECONDS = {"generate": 1.0, "process": 3.0, "serve": 2.0}
@@ -94,15 +89,14 @@ def _start_influx(settings: Settings) -> tuple[str, str, LocalInfluxd | None]:
         if find_influxd() is None:
             raise InfluxNotFound(NO_INFLUX_HELP.format(url=settings.influx_url)) from None
     server = LocalInfluxd(default_data_dir() / "influxdb").start()
-    with InfluxClient(settings.model_copy(update={"influx_url": server.url})) as client:
-        return server.url, client.ping(), server
+    return server.url, server.version, server
 
 
 def _commands(settings: Settings, options: RunAllOptions, log_file: Path) -> list[list[str]]:
     """The children's command lines, in pipeline order (which is also the stopping order)."""
     generate = ["generate", "--output", str(log_file), "--rate", str(options.rate)]
     generate += ["--customers", str(options.customers)]
-    generate += ["--status-file", str(settings.state_dir / "generate-status.json")]
+    generate += ["--status-file", str(settings.state_dir / GENERATE_STATUS)]
     return [
         *([generate] if options.generate else []),
         ["process", "--input", str(log_file)],
@@ -132,7 +126,7 @@ def run(
     log_dir.mkdir(parents=True, exist_ok=True)
     log_file = options.log_file or settings.state_dir / "api_requests.log"
     log_file.touch()
-    for stale in ("generate-status.json", "process-status.json"):
+    for stale in (GENERATE_STATUS, PROCESS_STATUS):
         (settings.state_dir / stale).unlink(missing_ok=True)
     signal.signal(signal.SIGTERM, signal.default_int_handler)  # SIGTERM stops like Ctrl-C
     url, version, server = _start_influx(settings)

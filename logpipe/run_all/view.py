@@ -3,19 +3,19 @@ the children's status files and from the API itself, rendered with rich twice a 
 
 from __future__ import annotations
 
-import json
 import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
 
 import httpx
 from rich.console import Group, RenderableType
 from rich.panel import Panel
 from rich.table import Table
+
+from logpipe.status import GENERATE_STATUS, PROCESS_STATUS, read_status
 
 CUSTOMERS_SHOWN = 8
 API_EVERY = 2.0
@@ -58,13 +58,6 @@ class Snapshot:
     problem: str | None = None
 
 
-def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        return dict(json.loads(path.read_text()))
-    except (OSError, ValueError):
-        return {}
-
-
 class Watcher:
     """Turns the status files and the API into Snapshots; one per call of `look`."""
 
@@ -77,8 +70,8 @@ class Watcher:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.snapshot = snapshot
-        self._generate_status = state_dir / "generate-status.json"
-        self._process_status = state_dir / "process-status.json"
+        self._generate_status = state_dir / GENERATE_STATUS
+        self._process_status = state_dir / PROCESS_STATUS
         self._api = httpx.Client(base_url=api_url, timeout=1.0)
         self._clock = clock
         self._generated = Rate()
@@ -91,11 +84,11 @@ class Watcher:
     def look(self) -> Snapshot:
         now = self._clock()
         view = self.snapshot
-        generated = _read_json(self._generate_status).get("written")
+        generated = read_status(self._generate_status).get("written")
         if generated is not None:
             view.generated = int(generated)
             view.generated_rate = self._generated.add(now, view.generated)
-        counters = _read_json(self._process_status)
+        counters = read_status(self._process_status)
         view.read = int(counters.get("read", 0))
         view.stored = int(counters.get("stored", 0))
         view.stored_rate = self._stored.add(now, view.stored)

@@ -426,6 +426,8 @@ def run(settings: Settings) -> None:
     if settings.api_workers == 1:
         uvicorn.run(create_app(settings), **options)  # type: ignore[arg-type]
         return
+    if settings.api_keys:  # a malformed key list fails here, not in every worker
+        parse_api_keys(settings.api_keys.get_secret_value())
     _export(settings)
     with tempfile.TemporaryDirectory(prefix="logpipe-serve-") as workers_dir:
         for part, variable in (
