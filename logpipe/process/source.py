@@ -77,8 +77,6 @@ class _FilePartition(StatefulSourcePartition[Chunk, FileState]):
         self._counters = counters
         self._clock = clock
         self._awake: datetime | None = None
-        self._partial = b""  # the start of a line whose newline has not arrived yet
-        self._skipping = False  # inside a line too long to keep: drop bytes until newline
         current = file_identity(path.stat())
         if state is None or state.identity == current:
             self._open(path, state or FileState(current, 0))
@@ -93,15 +91,21 @@ class _FilePartition(StatefulSourcePartition[Chunk, FileState]):
 
     def _open(self, path: Path, state: FileState) -> None:
         self._file: BinaryIO = path.open("rb")
-        self._identity = file_identity(os.fstat(self._file.fileno()))
-        self._offset = state.offset if state.identity == self._identity else 0
-        self._generation = state.generation if state.identity == self._identity else 0
-        if os.fstat(self._file.fileno()).st_size < self._offset:  # truncated while stopped
-            self._offset, self._generation = 0, self._generation + 1
-        self._file.seek(self._offset)
-        self._set_generation(self._generation)
+        stat = os.fstat(self._file.fileno())
+        self._identity = file_identity(stat)
+        same = state.identity == self._identity
+        offset, generation = (state.offset, state.generation) if same else (0, 0)
+        if stat.st_size < offset:  # truncated while stopped
+            offset, generation = 0, generation + 1
+        self._restart(offset, generation)
 
-    def _set_generation(self, generation: int) -> None:
+    def _restart(self, offset: int, generation: int) -> None:
+        """Read the open file from `offset`, as its `generation`-th content (a new one after
+        each truncation, with a salt of its own)."""
+        self._file.seek(offset)
+        self._offset = offset
+        self._partial = b""  # the start of a line whose newline has not arrived yet
+        self._skipping = False  # inside a line too long to keep: drop bytes until newline
         self._generation = generation
         self._salt = source_salt(f"{self._key}|{self._identity}|{generation}")
 
@@ -160,9 +164,7 @@ class _FilePartition(StatefulSourcePartition[Chunk, FileState]):
         size = os.fstat(self._file.fileno()).st_size
         if size < self._offset + len(self._partial):
             log.info("%s was truncated; reading it again from the start", self._key)
-            self._file.seek(0)
-            self._offset, self._partial, self._skipping = 0, b"", False
-            self._set_generation(self._generation + 1)
+            self._restart(0, self._generation + 1)
             return []
         try:
             replaced = file_identity(self._path.stat()) != self._identity
@@ -174,7 +176,6 @@ class _FilePartition(StatefulSourcePartition[Chunk, FileState]):
         finished = [self._take_partial()] if self._partial else []  # its last line is complete
         self._file.close()
         self._open(self._path, FileState("", 0))
-        self._skipping = False
         return finished
 
     def _report_lag(self) -> None:
