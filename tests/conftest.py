@@ -47,14 +47,34 @@ def settings(influxd: LocalInfluxd, tmp_path: Path) -> Settings:
     )
 
 
+def logpipe_env(settings: Settings) -> dict[str, str]:
+    """The LOGPIPE_* variables that point a command at these settings' server and state."""
+    return {
+        "LOGPIPE_INFLUX_URL": settings.influx_url,
+        "LOGPIPE_INFLUX_DATABASE": settings.influx_database,
+        "LOGPIPE_STATE_DIR": str(settings.state_dir),
+        "LOGPIPE_SNAPSHOT_INTERVAL": str(settings.snapshot_interval),
+    }
+
+
 @pytest.fixture
 def settings_env(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Settings:
     """The same settings, also exported as LOGPIPE_* for commands run through the CLI."""
-    monkeypatch.setenv("LOGPIPE_INFLUX_URL", settings.influx_url)
-    monkeypatch.setenv("LOGPIPE_INFLUX_DATABASE", settings.influx_database)
-    monkeypatch.setenv("LOGPIPE_STATE_DIR", str(settings.state_dir))
-    monkeypatch.setenv("LOGPIPE_SNAPSHOT_INTERVAL", "0.5")
+    for name, value in logpipe_env(settings).items():
+        monkeypatch.setenv(name, value)
     return settings
+
+
+def write_lines(settings: Settings, lines: list[str], *, salt: int = 0) -> None:
+    """Seed-format lines into InfluxDB, parsed and stored as the processor stores them."""
+    from logpipe.influx import InfluxClient
+    from logpipe.process.parse import Chunk, parse_chunk
+
+    parsed = parse_chunk(Chunk("test", 0, "".join(f"{line}\n" for line in lines).encode(), salt))
+    assert not parsed.rejects, parsed.rejects
+    with InfluxClient(settings) as client:
+        client.ensure_database()
+        client.write("\n".join(parsed.points).encode())
 
 
 @contextmanager
@@ -80,13 +100,13 @@ def running_api(settings: Settings, **app_options: Any) -> Iterator[httpx.Client
         thread.join(10)
 
 
-def count_points(settings: Settings, where: str = "") -> int:
+def count_points(settings: Settings) -> int:
     """How many requests InfluxDB holds (0 when the database does not exist yet)."""
     from logpipe.influx import InfluxClient
 
     with InfluxClient(settings) as client:
         try:
-            (series,) = client.query(f"SELECT count(latency) FROM requests {where}")
+            (series,) = client.query("SELECT count(latency) FROM requests")
         except Exception:  # database not created yet
             return 0
     return int(series[0]["values"][0][1]) if series else 0
@@ -100,18 +120,14 @@ def wait_until(predicate: Any, *, timeout: float = 60.0, what: str = "condition"
         time.sleep(0.1)
 
 
-def start_process(settings: Settings, *args: str) -> subprocess.Popen[str]:
-    """`python -m logpipe process …` as a child, configured through LOGPIPE_* variables."""
-    env = {
-        **os.environ,
-        "LOGPIPE_INFLUX_URL": settings.influx_url,
-        "LOGPIPE_INFLUX_DATABASE": settings.influx_database,
-        "LOGPIPE_STATE_DIR": str(settings.state_dir),
-        "LOGPIPE_SNAPSHOT_INTERVAL": str(settings.snapshot_interval),
-    }
+def start_process(
+    settings: Settings, *args: str, command: str = "process"
+) -> subprocess.Popen[str]:
+    """`python -m logpipe process …` (or another command) as a child, configured through
+    LOGPIPE_* variables."""
     return subprocess.Popen(
-        [sys.executable, "-m", "logpipe", "process", *args],
-        env=env,
+        [sys.executable, "-m", "logpipe", command, *args],
+        env={**os.environ, **logpipe_env(settings)},
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -127,5 +143,13 @@ def stop_process(process: subprocess.Popen[str], *, timeout: float = 20.0) -> st
         process.kill()  # never leave a child behind, even when the test fails
         process.communicate()
         raise
+    assert process.returncode == 0, output
+    return output
+
+
+def run_process(settings: Settings, *args: str, timeout: float = 120.0) -> str:
+    """`python -m logpipe process …` to its end; returns its output. It must exit with 0."""
+    process = start_process(settings, *args)
+    output, _ = process.communicate(timeout=timeout)
     assert process.returncode == 0, output
     return output

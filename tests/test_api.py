@@ -22,43 +22,15 @@ from hypothesis import strategies as st
 from pydantic import SecretStr
 
 from logpipe.config import load_settings
-from logpipe.influx import InfluxClient
 from logpipe.influxd import free_port
-from logpipe.schema import point_line, point_timestamp
-from tests.conftest import running_api, wait_until
+from tests.conftest import running_api, wait_until, write_lines
 from tests.reference import daily_stats_of
 
-TODAY = date(2026, 10, 8)
 NOW = datetime(2026, 10, 8, 0, 30, tzinfo=timezone.utc)  # yesterday may still change
 DAY0 = date(2026, 10, 5)
 ADMIN_KEY = "admin-0123456789abcdef"
 ACME_KEY = "acme-0123456789abcdef"
 _examples = itertools.count()
-
-
-def _epoch(day: date) -> int:
-    return (day - date(1970, 1, 1)).days * 86400
-
-
-def _write(settings, lines: list[str], salt: int = 0) -> None:
-    """Seed-format lines into InfluxDB as the processor would store them."""
-    points = []
-    for offset, line in enumerate(lines):
-        day, clock, customer, path, status, latency = line.split(" ")
-        h, m, s = (int(part) for part in clock.split(":"))
-        seconds = _epoch(date.fromisoformat(day)) + h * 3600 + m * 60 + s
-        points.append(
-            point_line(
-                customer_id=customer,
-                status=int(status),
-                latency=float(latency),
-                path=path,
-                timestamp_ns=point_timestamp(seconds, salt=salt, offset=offset * 64),
-            )
-        )
-    with InfluxClient(settings) as client:
-        client.ensure_database()
-        client.write("\n".join(points).encode())
 
 
 @pytest.fixture(scope="module")
@@ -89,7 +61,7 @@ LINES = [
 
 @pytest.fixture(scope="module")
 def loaded(module_settings, api):
-    _write(module_settings, LINES)
+    write_lines(module_settings, LINES)
     return api
 
 
@@ -171,7 +143,7 @@ def test_stats_equal_an_independent_computation(module_settings, api, requests):
         clock = f"{second // 3600:02d}:{second // 60 % 60:02d}:{second % 60:02d}"
         stamp = f"{DAY0 + timedelta(days=day)} {clock}"
         lines.append(f"{stamp} h{example}-{customer} /p {status} {latency_ms / 1000:.3f}")
-    _write(module_settings, lines, salt=example)
+    write_lines(module_settings, lines, salt=example)
     expected = daily_stats_of(lines)
     expected.pop("*")
     for customer, days in expected.items():
@@ -335,12 +307,12 @@ def test_recent_days_are_fresh_and_older_days_come_from_the_history_cache(
         f"2026-10-05 08:00:00 {customer} /a 200 0.1",
         f"2026-10-07 08:00:00 {customer} /a 200 0.1",
     ]
-    _write(module_settings, lines, salt=1)
+    write_lines(module_settings, lines, salt=1)
     url = f"/customers/{customer}/stats?from_date=2026-10-05"
     with running_api(quick, now=lambda: now) as client:
         before = {d["date"]: d["total_requests"] for d in client.get(url).json()["days"]}
         assert before == {"2026-10-05": 1, "2026-10-07": 1}
-        _write(module_settings, [line.replace("08:00", "09:00") for line in lines], salt=2)
+        write_lines(module_settings, [line.replace("08:00", "09:00") for line in lines], salt=2)
         time.sleep(0.5)  # past the TTL and the stale-while-revalidate window
         after = {d["date"]: d["total_requests"] for d in client.get(url).json()["days"]}
     assert after == {**before, **fresh_days}
@@ -348,7 +320,7 @@ def test_recent_days_are_fresh_and_older_days_come_from_the_history_cache(
 
 def test_just_after_midnight_the_new_day_is_in_the_answer(module_settings, loaded):
     lines = ["2026-10-08 23:00:00 midnight /a 200 0.1", "2026-10-09 00:00:00 midnight /a 200 0.2"]
-    _write(module_settings, lines)
+    write_lines(module_settings, lines)
     cached = module_settings.model_copy(update={"cache_ttl": 30})
     clock = [datetime(2026, 10, 8, 23, 59, 59, tzinfo=timezone.utc)]
     url = "/customers/midnight/stats?from_date=2026-10-08"

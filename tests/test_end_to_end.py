@@ -6,44 +6,47 @@ import pytest
 from typer.testing import CliRunner
 
 from logpipe.cli import app
-from logpipe.influx import InfluxClient
-from tests.conftest import running_api
+from logpipe.config import load_settings
+from tests.conftest import count_points, logpipe_env, running_api
 from tests.reference import daily_stats
 
 runner = CliRunner()
 TOTAL = 20_000
 
 
-def _count(settings) -> int:
-    with InfluxClient(settings) as client:
-        (series,) = client.query("SELECT count(latency) FROM requests")
-    return series[0]["values"][0][1] if series else 0
-
-
-@pytest.fixture
-def loaded(settings_env, tmp_path):
-    log = tmp_path / "api.log"
+@pytest.fixture(scope="module")
+def loaded(influxd, tmp_path_factory):
+    """20,000 generated lines stored by `process --once`, once for the module's tests."""
+    work = tmp_path_factory.mktemp("end_to_end")
+    settings = load_settings(
+        influx_url=influxd.url,
+        influx_database="end_to_end",
+        state_dir=work / "state",
+        snapshot_interval=0.5,
+    )
+    env = logpipe_env(settings)
+    log = work / "api.log"
     # as in the issue: no --rate, so a backfill is written as fast as possible
     generate = f"generate --output {log} --total {TOTAL} --seed 1 --backfill-days 7 --customers 6"
-    result = runner.invoke(app, generate.split())
+    result = runner.invoke(app, generate.split(), env=env)
     assert result.exit_code == 0, result.output
-    result = runner.invoke(app, ["process", "--input", str(log), "--once"])
+    result = runner.invoke(app, ["process", "--input", str(log), "--once"], env=env)
     assert result.exit_code == 0, result.output
     assert f"stored {TOTAL}, rejected 0" in result.output
-    return settings_env, log
+    return settings, log, env
 
 
 def test_every_line_becomes_exactly_one_point(loaded):
-    settings, log = loaded
-    assert _count(settings) == TOTAL
+    settings, log, env = loaded
+    assert count_points(settings) == TOTAL
     # a second run resumes at the end: nothing read, nothing doubled
-    result = runner.invoke(app, ["process", "--input", str(log), "--once"])
+    result = runner.invoke(app, ["process", "--input", str(log), "--once"], env=env)
     assert "read 0 lines" in result.output
-    assert _count(settings) == TOTAL
+    assert count_points(settings) == TOTAL
 
 
 def test_api_daily_stats_equal_an_independent_computation(loaded):
-    settings, log = loaded
+    settings, log, _ = loaded
     expected = daily_stats(log)
     expected.pop("*")
     assert len(expected) == 6
@@ -80,6 +83,6 @@ def test_rejected_lines_go_to_the_dead_letter_file_and_valid_ones_are_stored(
     result = runner.invoke(app, ["process", "--input", str(log), "--once"])
     assert result.exit_code == 0, result.output
     assert "read 5 lines: stored 3, rejected 2" in result.output
-    assert _count(settings_env) == 3
+    assert count_points(settings_env) == 3
     dead = settings_env.dead_letter_path.read_text().splitlines()
     assert len(dead) == 2 and '"raw": "not a request"' in dead[0] and "status" in dead[1]

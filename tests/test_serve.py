@@ -8,15 +8,12 @@ import pytest
 from fastapi import HTTPException
 
 from logpipe.config import load_settings
-from logpipe.influx import InfluxClient
 from logpipe.influxd import free_port
-from logpipe.schema import point_line
 from logpipe.serve import date_range, live_from
-from tests.conftest import running_api
+from tests.conftest import running_api, write_lines
 
 TODAY = date(2026, 10, 8)
 NOW = datetime(2026, 10, 8, 0, 30, tzinfo=timezone.utc)  # yesterday may still change
-DAY = 1791244800  # 2026-10-06 00:00Z
 
 
 def test_date_range_defaults_to_today():
@@ -54,21 +51,19 @@ def test_date_range_rejects(first, last, message):
     assert raised.value.status_code == 422 and message in raised.value.detail
 
 
-@pytest.fixture
-def api(settings):
-    with InfluxClient(settings) as client:
-        client.ensure_database()
-        points = [
-            point_line(
-                customer_id="acme-corp.eu",
-                status=s,
-                latency=lat,
-                path="/x",
-                timestamp_ns=(DAY + i) * 10**9,
-            )
-            for i, (s, lat) in enumerate([(200, 0.1), (503, 0.3), (404, 0.2)])
-        ]
-        client.write("\n".join(points).encode())
+@pytest.fixture(scope="module")
+def api(influxd, tmp_path_factory):
+    """One API over three requests of 2026-10-06, for every test of the module (they only
+    read)."""
+    settings = load_settings(
+        influx_url=influxd.url,
+        influx_database="serve_tests",
+        state_dir=tmp_path_factory.mktemp("serve"),
+    )
+    lines = ["200 0.1", "503 0.3", "404 0.2"]
+    write_lines(
+        settings, [f"2026-10-06 00:00:0{i} acme-corp.eu /x {s}" for i, s in enumerate(lines)]
+    )
     with running_api(settings, now=lambda: NOW) as client:
         yield client
 
