@@ -27,11 +27,20 @@ def default_data_dir() -> Path:
     return Path(platformdirs.user_data_dir("logpipe"))
 
 
+ENV_PREFIX = "LOGPIPE_"
+ENV_FILE = ".env"
+
+
+def env_variable(name: str) -> str:
+    """The environment variable of the setting `name`."""
+    return f"{ENV_PREFIX}{name.upper()}"
+
+
 class Settings(BaseSettings):
     """Every setting logpipe reads. Environment names are LOGPIPE_ + the field name in capitals."""
 
     model_config = SettingsConfigDict(
-        env_prefix="LOGPIPE_", env_file=".env", extra="ignore", validate_default=True
+        env_prefix=ENV_PREFIX, env_file=ENV_FILE, extra="ignore", validate_default=True
     )
 
     influx_url: str = DEFAULT_INFLUX_URL
@@ -87,7 +96,7 @@ def load_settings(**overrides: Any) -> Settings:
     except ValidationError as exc:
         first = exc.errors()[0]
         field = ".".join(str(part) for part in first["loc"]) or "settings"
-        env_name = f"LOGPIPE_{field.upper()}"
+        env_name = env_variable(field)
         raise ConfigError(f"{field} ({env_name}): {first['msg']}") from exc
 
 
@@ -98,10 +107,10 @@ def describe(
     masked. `flags` names the settings a command-line flag set."""
     from dotenv import dotenv_values
 
-    env_file = {key.upper(): value for key, value in dotenv_values(".env").items()}
+    env_file = {key.upper(): value for key, value in dotenv_values(ENV_FILE).items()}
     rows = []
     for name in Settings.model_fields:
-        variable = f"LOGPIPE_{name.upper()}"
+        variable = env_variable(name)
         if name in flags:
             source = "flag"
         elif variable in os.environ:

@@ -25,7 +25,7 @@ from fastapi.security import HTTPBearer
 from pydantic import BaseModel
 
 from logpipe import __version__
-from logpipe.config import Settings, load_settings
+from logpipe.config import Settings, env_variable, load_settings
 from logpipe.errors import InfluxRejected, InfluxUnavailable
 from logpipe.influx import AsyncInfluxClient
 from logpipe.schema import CUSTOMER_ID_PATTERN
@@ -415,7 +415,7 @@ def _export(settings: Settings) -> None:
         value = getattr(settings, name)
         if value is not None:
             text = value.get_secret_value() if hasattr(value, "get_secret_value") else str(value)
-            os.environ[f"LOGPIPE_{name.upper()}"] = text
+            os.environ[env_variable(name)] = text
 
 
 def run(settings: Settings) -> None:
