@@ -3,7 +3,8 @@ FastAPI app on the same uvicorn settings returning the same JSON from memory, sa
 
     python bench/api.py [--lines 1000000] [--seconds 20]
 
-Data: 1,000,000 requests over 30 days for 50 customers, stored by `logpipe process --once`.
+Data: 1,000,000 requests over 30 days for 50 customers, stored by `logpipe process --once`,
+then the daily rollups of the closed days built by `logpipe rollup` (timed).
 Load: wrk, 2 threads, 64 connections, each request for a random customer over all 30 days.
 """
 
@@ -163,7 +164,8 @@ def main() -> dict[str, float]:
         script.write_text(LUA % (CUSTOMERS, first, last))
         with LocalInfluxd(work / "influxd") as influx:
             settings = settings_for(influx.url, "api", work / "state")
-            run_logpipe(settings, "process", "--input", str(log), "--once")
+            loaded = run_logpipe(settings, "process", "--input", str(log), "--once")
+            rolled = run_logpipe(settings, "rollup")
             port = free_port()
             base = f"http://127.0.0.1:{port}"
             serve = [sys.executable, "-m", "logpipe", "serve", "--port", str(port)]
@@ -200,6 +202,11 @@ def main() -> dict[str, float]:
             finally:
                 _stop(server)
     ceiling = results["ceiling"]["rps"]
+    figures["load_s"], figures["rollup_s"] = loaded.seconds, rolled.seconds
+    print(
+        f"stored by `process --once` in {loaded.seconds:.1f} s; rollups of the closed days"
+        f" built by `logpipe rollup` in {rolled.seconds:.1f} s ({rolled.output.strip()})"
+    )
     print(f"API under 64 clients, {args.seconds} s each, uvicorn with {args.workers} workers,")
     print(f"random customer of {CUSTOMERS} over {first}..{last} ({args.lines:,} requests stored)")
     print(

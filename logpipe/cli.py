@@ -213,6 +213,26 @@ def process(
 
 @app.command()
 @_friendly
+def rollup(
+    influx_url: InfluxUrl = None,
+    database: Database = None,
+) -> None:
+    """Build the daily rollups of every closed day now (InfluxDB 1.x). `process` keeps them
+    current while it follows; run this after a `process --once` backfill, or once after an
+    upgrade, so the API reads closed days without sorting their points.
+
+    Example: logpipe rollup
+    """
+    from logpipe import rollup as module
+    from logpipe.config import load_settings
+
+    settings = load_settings(influx_url=influx_url, influx_database=database)
+    days, built, seconds = module.run(settings)
+    typer.echo(f"built {built} customer-days of {days} days in {seconds:.1f} s", err=True)
+
+
+@app.command()
+@_friendly
 def serve(
     host: Annotated[
         Optional[str],

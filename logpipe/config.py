@@ -15,6 +15,8 @@ from logpipe.errors import ConfigError
 DEFAULT_INFLUX_URL = "http://127.0.0.1:8086"
 DEFAULT_DATABASE = "logpipe"
 MEASUREMENT = "requests"
+DAILY_MEASUREMENT = "requests_daily"
+"""Exact statistics of closed days per customer, kept by `logpipe rollup` (see rollup.py)."""
 
 
 def default_state_dir() -> Path:
@@ -58,6 +60,9 @@ class Settings(BaseSettings):
     format: str = Field("text", description="input format: text, json or logfmt")
     keys: str = Field("", description='JSON/logfmt keys that differ, e.g. "timestamp=ts"')
     timezone: str = Field("UTC", description="zone of naive timestamps in the log")
+    rollup_interval: float = Field(
+        15.0, ge=0, description="seconds between rollup builds while following; 0 = none"
+    )
 
     failure_status: int = Field(500, ge=100, le=600, description="status >= this counts as failed")
     api_host: str = "127.0.0.1"

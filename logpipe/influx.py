@@ -111,13 +111,17 @@ class InfluxClient:
             content=body,
         )
 
-    def query(self, q: str, *, write: bool = False) -> list[list[Series]]:
-        """Run InfluxQL statements (`;`-separated); the series of each statement."""
+    def query(
+        self, q: str, *, write: bool = False, timeout: float | None = None
+    ) -> list[list[Series]]:
+        """Run InfluxQL statements (`;`-separated); the series of each statement. `write`
+        for statements that change something (CREATE, DROP, SELECT … INTO): they are POSTed."""
         params = {"db": self.database, "q": q, "epoch": "s"}
-        if write:  # CREATE/DROP must be POSTed
-            response = self._send("POST", "/query", "query", data=params)
+        options: dict[str, Any] = {} if timeout is None else {"timeout": timeout}
+        if write:
+            response = self._send("POST", "/query", "query", data=params, **options)
         else:
-            response = self._send("GET", "/query", "query", params=params)
+            response = self._send("GET", "/query", "query", params=params, **options)
         return series_of(response.json())
 
     def ensure_database(self) -> None:

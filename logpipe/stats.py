@@ -2,6 +2,7 @@
 
 All aggregation happens inside InfluxDB, grouped by UTC day, in one /query round trip: one
 statement for totals and latencies, one for the failed count (status >= the threshold).
+Closed days come from the daily rollups instead where they are up to date (see rollup.py).
 """
 
 from __future__ import annotations
@@ -10,8 +11,16 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from typing import Any
 
-from logpipe.config import MEASUREMENT
+from logpipe.config import DAILY_MEASUREMENT, MEASUREMENT
 from logpipe.schema import NS_PER_SECOND, influxql_string
+
+LATENCY_AGGREGATES = (
+    "mean(latency) AS average, median(latency) AS median, percentile(latency, 99) AS p99"
+)
+"""The latency statistics of a day, the same for the API's query and the rollups'."""
+LATE_LINES = timedelta(hours=1)
+"""How long after midnight (UTC) lines of the day before still arrive in the normal course
+(the processor's lag, a log shipped late): until then yesterday is re-read like today."""
 
 
 @dataclass(frozen=True)
@@ -25,6 +34,12 @@ class DayStats:
     average_latency: float
     median_latency: float
     p99_latency: float
+
+
+def live_from(now: datetime) -> date:
+    """The first day whose statistics may still change: today, or yesterday during the first
+    LATE_LINES of today. Older days are closed: they change only by a backfill."""
+    return (now - LATE_LINES).date()
 
 
 def _day_ns(day: date) -> int:
@@ -55,9 +70,7 @@ def stats_query(
         where = f"customer_id = {influxql_string(customer_id)} AND {where}"
     by = "time(1d), customer_id" if by_customer else "time(1d)"
     statements = [
-        "SELECT mean(latency) AS average, median(latency) AS median,"
-        f" percentile(latency, 99) AS p99 FROM {MEASUREMENT} WHERE {where}"
-        f" GROUP BY {by} fill(none)",
+        f"SELECT {LATENCY_AGGREGATES} FROM {MEASUREMENT} WHERE {where} GROUP BY {by} fill(none)",
         f"SELECT count(latency) AS n FROM {MEASUREMENT} WHERE {where}"
         f" GROUP BY {by}, status_class fill(none)",
     ]
@@ -100,18 +113,36 @@ def _rows(series: list[dict[str, Any]]) -> dict[int, dict[str, Any]]:
     return rows
 
 
+def _class_fails(status_class: str, failure_status: int) -> bool:
+    """Whether a status class fails as a whole: its lowest status (e.g. 500 for 5xx) reaches
+    the threshold."""
+    return int(status_class[0]) * 100 >= failure_status
+
+
 def _class_counts(series: list[dict[str, Any]], failure_status: int) -> dict[int, list[int]]:
-    """{day: [total, failed]} from counts by day and status class; a class fails as a whole
-    when its lowest status (e.g. 500 for 5xx) reaches the threshold."""
+    """{day: [total, failed]} from counts by day and status class."""
     counts: dict[int, list[int]] = {}
     for one in series:
-        lowest = int(one.get("tags", {}).get("status_class", "0xx")[0]) * 100
+        fails = _class_fails(one.get("tags", {}).get("status_class", "0xx"), failure_status)
         for epoch, n in one.get("values", []):
             day = counts.setdefault(int(epoch), [0, 0])
             day[0] += int(n)
-            if lowest >= failure_status:
+            if fails:
                 day[1] += int(n)
     return counts
+
+
+def _day(epoch: int, total: int, failed: int, latencies: dict[str, Any]) -> DayStats:
+    return DayStats(
+        date=datetime.fromtimestamp(epoch, timezone.utc).date(),
+        total_requests=total,
+        successful_requests=total - failed,
+        failed_requests=failed,
+        uptime=100.0 * (total - failed) / total,
+        average_latency=float(latencies["average"]),
+        median_latency=float(latencies["median"]),
+        p99_latency=float(latencies["p99"]),
+    )
 
 
 def day_stats(statements: list[list[dict[str, Any]]], *, failure_status: int) -> list[DayStats]:
@@ -125,19 +156,7 @@ def day_stats(statements: list[list[dict[str, Any]]], *, failure_status: int) ->
         if total == 0:
             continue
         failed += int(partial.get(epoch, {}).get("n") or 0)
-        row = latencies[epoch]
-        days.append(
-            DayStats(
-                date=datetime.fromtimestamp(epoch, timezone.utc).date(),
-                total_requests=total,
-                successful_requests=total - failed,
-                failed_requests=failed,
-                uptime=100.0 * (total - failed) / total,
-                average_latency=float(row["average"]),
-                median_latency=float(row["median"]),
-                p99_latency=float(row["p99"]),
-            )
-        )
+        days.append(_day(epoch, total, failed, latencies[epoch]))
     return days
 
 
@@ -154,3 +173,50 @@ def day_stats_by_customer(
         customer: day_stats(own, failure_status=failure_status)
         for customer, own in per_customer.items()
     }
+
+
+def rollup_query(customer_id: str, first: date, last: date) -> str:
+    """InfluxQL for one customer's daily rollups of the days first..last, with the marks of
+    the days the rollups cover completely (series without a customer)."""
+    where = (
+        f"(customer_id = {influxql_string(customer_id)} OR customer_id = '')"
+        f" AND time >= {_day_ns(first)} AND time < {_day_ns(last + timedelta(days=1))}"
+    )
+    return f"SELECT * FROM {DAILY_MEASUREMENT} WHERE {where} GROUP BY customer_id, status_class"
+
+
+def rollup_days(
+    statement: list[dict[str, Any]], customer_id: str, *, failure_status: int
+) -> dict[date, DayStats | None]:
+    """The days rollup_query's answer (epoch=s) settles: a DayStats where the customer's
+    rollup is up to date, None (no requests) on a complete day without one. Days it leaves
+    out need the raw points: no rollup yet, or a backfill since (the mark is newer).
+
+    Failures come from counts by status class, so the threshold must be a class boundary
+    (e.g. 500, not 450); the caller asks the raw points otherwise."""
+    rollups: dict[int, dict[str, Any]] = {}
+    counts: dict[int, dict[str, int]] = {}
+    complete: set[int] = set()
+    for one in statement:
+        tags = one.get("tags", {})
+        who, status_class = tags.get("customer_id", ""), tags.get("status_class", "")
+        for epoch, row in _rows([one]).items():
+            if who == "" and not status_class and row.get("complete"):
+                complete.add(epoch)
+            elif who == customer_id and status_class and row.get("n") is not None:
+                counts.setdefault(epoch, {})[status_class] = int(row["n"])
+            elif who == customer_id and not status_class:
+                rollups[epoch] = row
+    settled: dict[date, DayStats | None] = {}
+    for epoch in complete - rollups.keys():
+        settled[datetime.fromtimestamp(epoch, timezone.utc).date()] = None
+    for epoch, row in rollups.items():
+        by_class = counts.get(epoch, {})
+        total = sum(by_class.values())
+        current = row.get("dirty") is not None and row.get("dirty") == row.get("covered")
+        if not current or total == 0 or row.get("median") is None:
+            continue
+        failed = sum(n for name, n in by_class.items() if _class_fails(name, failure_status))
+        day = _day(epoch, total, failed, row)
+        settled[day.date] = day
+    return settled

@@ -120,6 +120,15 @@ def test_the_fast_text_path_gives_what_the_careful_path_gives():
     assert fast.rejects == careful.rejects
     assert [_fields(p) for p in fast.points] == [_fields(p) for p in careful.points]
     assert len(fast.points) == 7 * 50 and len(fast.rejects) == 5 * 50
+    assert fast.days == careful.days == {("cust_2", 1791244800)}  # 2026-10-06, 00:00Z
+
+
+def test_a_chunk_tells_the_customers_and_utc_days_of_its_points():
+    lines = [GOOD, GOOD.replace("cust_2", "b"), "2026-10-07 00:00:00 b /x 200 0.1", "junk"]
+    chunk = Chunk("/logs/a.log", 0, "\n".join(lines).encode() + b"\n")
+    day = 1791244800  # 2026-10-06, 00:00Z
+    expected = {("cust_2", day), ("b", day), ("b", day + 86400)}
+    assert parse_text_chunk(chunk).days == parse_chunk(chunk).days == expected
 
 
 def test_the_fast_text_path_hands_non_ascii_chunks_to_the_careful_path():

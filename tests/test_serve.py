@@ -9,7 +9,8 @@ from fastapi import HTTPException
 
 from logpipe.config import load_settings
 from logpipe.influxd import free_port
-from logpipe.serve import date_range, live_from
+from logpipe.serve import date_range
+from logpipe.stats import live_from
 from tests.conftest import running_api, write_lines
 
 TODAY = date(2026, 10, 8)

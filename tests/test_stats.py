@@ -6,6 +6,8 @@ from logpipe.stats import (
     customers_query,
     day_stats,
     day_stats_by_customer,
+    rollup_days,
+    rollup_query,
     stats_query,
 )
 
@@ -116,3 +118,57 @@ def test_by_customer_query_and_rows():
     assert [(d.date, d.total_requests, d.failed_requests) for d in grouped["b"]] == [
         (date(2026, 10, 1), 9, 0)
     ]
+
+
+def test_rollup_query_reads_one_customer_and_the_complete_marks():
+    query = rollup_query("it's", date(2026, 10, 1), date(2026, 10, 2))
+    assert query == (
+        "SELECT * FROM requests_daily WHERE (customer_id = 'it\\'s' OR customer_id = '')"
+        " AND time >= 1790812800000000000 AND time < 1790985600000000000"
+        " GROUP BY customer_id, status_class"
+    )
+
+
+OCT1, OCT2, OCT3, OCT4 = (1790812800 + n * 86400 for n in range(4))
+
+
+def _rollups(rows: list[list], counts: dict[str, list[list[int]]], complete: list[int]) -> list:
+    """A rollup_query answer: the customer's rollups (time, average, covered, dirty, median,
+    p99), its counts by class and the days marked complete."""
+    columns = ["time", "average", "complete", "covered", "dirty", "median", "n", "p99"]
+
+    def series(customer: str, status_class: str, values: list[list]) -> dict:
+        tags = {"customer_id": customer, "status_class": status_class}
+        return {"name": "requests_daily", "tags": tags, "columns": columns, "values": values}
+
+    own = [[t, avg, None, cov, dirty, med, None, p99] for t, avg, cov, dirty, med, p99 in rows]
+    answer = [series("", "", [[t, None, 1, None, None, None, None, None] for t in complete])]
+    answer.append(series("c", "", own))
+    for status_class, values in counts.items():
+        answer.append(series("c", status_class, [[t] + [None] * 5 + [n, None] for t, n in values]))
+    return answer
+
+
+def test_current_rollups_become_days_and_stale_or_missing_ones_are_left_out():
+    answer = _rollups(
+        rows=[
+            [OCT1, 0.5, 7, 7, 0.4, 0.9],  # current
+            [OCT2, 0.5, 7, 8, 0.4, 0.9],  # a backfill since the build
+            [OCT3, None, None, 9, None, None],  # marked, never built
+        ],
+        counts={"2xx": [[OCT1, 2], [OCT2, 5]], "4xx": [[OCT1, 1]], "5xx": [[OCT1, 1]]},
+        complete=[OCT1, OCT2, OCT4],
+    )
+    assert rollup_days(answer, "c", failure_status=500) == {
+        date(2026, 10, 1): DayStats(date(2026, 10, 1), 4, 3, 1, 75.0, 0.5, 0.4, 0.9),
+        date(2026, 10, 4): None,  # complete, and nothing of this customer: no requests
+    }
+    assert rollup_days(answer, "c", failure_status=400)[date(2026, 10, 1)].failed_requests == 2
+    assert rollup_days(answer, "other", failure_status=500) == {
+        date(2026, 10, d): None for d in (1, 2, 4)
+    }
+
+
+def test_without_a_complete_mark_a_day_without_rollup_is_unknown():
+    assert rollup_days(_rollups([], {}, complete=[]), "c", failure_status=500) == {}
+    assert rollup_days([], "c", failure_status=500) == {}

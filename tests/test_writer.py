@@ -18,6 +18,11 @@ def _points(n: int, start: int = 0) -> list[str]:
     return [f"requests,customer_id=c{i} latency=0.1 {i}" for i in range(start, start + n)]
 
 
+def _chunk(n: int, start: int = 0) -> tuple[list[str], set[tuple[str, int]]]:
+    """What the sink partition queues: points and their (customer, day) pairs."""
+    return _points(n, start), {(f"c{i}", 0) for i in range(start, start + n)}
+
+
 class FakeInflux:
     """Answers /write from a script of statuses; records the bodies it was sent."""
 
@@ -34,7 +39,7 @@ class FakeInflux:
 def make_writer(tmp_path):
     writers = []
 
-    def make(fake, *, batch_size: int = 3, sleeps: list | None = None):
+    def make(fake, *, batch_size: int = 3, sleeps: list | None = None, **options):
         """A started writer talking to `fake` (a function from request to response)."""
         settings = load_settings(
             influx_url="http://influx.test", batch_size=batch_size, state_dir=tmp_path
@@ -47,6 +52,7 @@ def make_writer(tmp_path):
             dead,
             transport=httpx.MockTransport(fake),
             sleep=(sleeps.append if sleeps is not None else lambda _: None),
+            **options,
         )
         writer.start()
         writers.append((writer, dead))
@@ -61,8 +67,8 @@ def make_writer(tmp_path):
 def test_points_are_cut_into_batches_and_flush_writes_the_rest(make_writer):
     fake = FakeInflux()
     writer, counters, _ = make_writer(fake)
-    writer.put(_points(4))
-    writer.put(_points(3, start=4))
+    writer.put(_chunk(4))
+    writer.put(_chunk(3, start=4))
     writer.flush()
     assert sorted(len(body) for body in fake.bodies) == [1, 3, 3]
     assert sorted(p for body in fake.bodies for p in body) == sorted(_points(7))
@@ -76,7 +82,7 @@ def test_unavailable_is_retried_honouring_retry_after(make_writer):
     )
     sleeps: list[float] = []
     writer, counters, _ = make_writer(fake, sleeps=sleeps)
-    writer.put(_points(3))
+    writer.put(_chunk(3))
     writer.flush()
     assert len(fake.bodies) == 3 and fake.bodies[0] == fake.bodies[2]
     assert sleeps[0] == 7 and 0 <= sleeps[1] <= 0.8  # then backoff with jitter
@@ -92,7 +98,7 @@ def test_a_refused_point_is_found_by_halving_and_dead_lettered(make_writer):
         return httpx.Response(204)
 
     writer, counters, dead = make_writer(influx, batch_size=8)
-    writer.put(_points(8))
+    writer.put(_chunk(8))
     writer.flush()
     dead.flush()
     (letter,) = [json.loads(line) for line in dead.path.read_text().splitlines()]
@@ -103,9 +109,66 @@ def test_a_refused_point_is_found_by_halving_and_dead_lettered(make_writer):
 def test_a_rejection_that_is_not_about_points_stops_the_pipeline(make_writer):
     fake = FakeInflux(httpx.Response(401, json={"error": "authorization failed"}))
     writer, _, _ = make_writer(fake)
-    writer.put(_points(3))
+    writer.put(_chunk(3))
     with pytest.raises(LogpipeError, match="authorization failed"):
         writer.flush()
+
+
+def test_every_write_marks_the_days_of_its_points_afresh(make_writer):
+    """Rollup marks travel in the body of every write (and every retry) that carries points
+    of their days, each time with a new token: a build that read the old one stays stale."""
+    fake = FakeInflux(httpx.Response(503, json={"error": "busy"}))
+    tokens = iter(range(1, 100))
+    writer, counters, _ = make_writer(fake, marks=True, token=lambda: next(tokens))
+    day = 1_793_491_200
+    writer.put((_points(4), {("c0", day), ("Shop 42", day)}))  # 2 batches of 3 and 1
+    writer.flush()
+    assert len(fake.bodies) == 3  # the first body was refused with 503 and sent again
+    seen_tokens = set()
+    for body in fake.bodies:
+        marks = [line for line in body if line.startswith("requests_daily")]
+        token = marks[0].split("dirty=")[1].split("i ")[0]
+        assert marks == [
+            f"requests_daily,customer_id=Shop\\ 42 dirty={token}i {day}000000000",
+            f"requests_daily,customer_id=c0 dirty={token}i {day}000000000",
+        ]
+        assert body[len(marks) :] and not any(
+            line.startswith("requests_daily") for line in body[2:]
+        )
+        seen_tokens.add(token)
+    assert seen_tokens == {"1", "2", "3"}
+    stored = [line for body in fake.bodies[1:] for line in body if line.startswith("requests,")]
+    assert sorted(stored) == sorted(_points(4)) and counters.stored == 4
+
+
+def test_a_batch_carries_the_marks_of_its_own_points_only(make_writer):
+    """A backfill keeps the buffer busy for hours: marks must not pile up in it."""
+    fake = FakeInflux()
+    writer, _, _ = make_writer(fake, marks=True, token=lambda: 5)
+    writer.put((_points(2), {("a", 0)}))
+    writer.put((_points(4, start=2), {("b", 0)}))  # batches: 2 of a + 1 of b, then 3 of b
+    writer.put((_points(1, start=6), {("c", 0)}))
+    writer.flush()
+    marked = sorted(
+        (
+            len([p for p in body if p.startswith("requests,")]),
+            sorted(p.split(",")[1].split(" ")[0] for p in body if p.startswith("requests_daily")),
+        )
+        for body in fake.bodies
+    )
+    assert marked == [
+        (1, ["customer_id=c"]),
+        (3, ["customer_id=a", "customer_id=b"]),
+        (3, ["customer_id=b"]),
+    ]
+
+
+def test_without_marks_only_points_are_written(make_writer):
+    fake = FakeInflux()
+    writer, _, _ = make_writer(fake)
+    writer.put(_chunk(3))
+    writer.flush()
+    assert fake.bodies == [_points(3)]
 
 
 def test_backoff_grows_and_is_capped():

@@ -2,6 +2,9 @@
 
     read (one partition per file) -> parse (pure) -> store (batched writes + dead letters)
 
+While following (not --once), a thread keeps the daily rollups of closed days current
+(logpipe.rollup), once the dataflow has caught up.
+
 Bytewax recovery snapshots each file's (identity, offset) every `snapshot_interval`; the sink
 acknowledges a snapshot only after InfluxDB has stored every point before it. With idempotent
 points this stores every valid line exactly once across crashes and restarts.
@@ -29,6 +32,7 @@ from logpipe.process.formats import LineFormat
 from logpipe.process.parse import Chunk, Parsed
 from logpipe.process.sink import DeadLetters, InfluxSink
 from logpipe.process.source import LogFileSource
+from logpipe.rollup import Follower, supported
 from logpipe.status import PROCESS_STATUS
 
 log = logging.getLogger(__name__)
@@ -43,6 +47,7 @@ def build_flow(
     dead: DeadLetters,
     line_format: LineFormat,
     process_id: int = 0,
+    marks: bool = False,
 ) -> Dataflow:
     parse_chunk = line_format.chunk_parser()
 
@@ -52,7 +57,7 @@ def build_flow(
     flow = Dataflow("logpipe")
     chunks = op.input("read", flow, LogFileSource(inputs, once=once, counters=counters))
     parsed = op.map("parse", chunks, parse)
-    sink = InfluxSink(settings, counters=counters, dead=dead, process_id=process_id)
+    sink = InfluxSink(settings, counters=counters, dead=dead, process_id=process_id, marks=marks)
     op.output("store", parsed, sink)
     return flow
 
@@ -134,7 +139,12 @@ def run(
         dead=dead,
         line_format=line_format,
         process_id=process_id or 0,
+        marks=supported(version),
     )
+    # one process of a cluster builds; the others' marks are in InfluxDB for it to see
+    rollups = Follower(settings, lambda: counters.lag_bytes)
+    if not once and not process_id and supported(version) and settings.rollup_interval > 0:
+        rollups.start()
     status_name = PROCESS_STATUS if process_id is None else f"process-{process_id}.json"
     with StatusReporter(counters, settings.state_dir / status_name):
         try:
@@ -154,5 +164,6 @@ def run(
                 raise
             log.info("stopped by a signal; the next run resumes from the last snapshot")
         finally:
+            rollups.stop()
             dead.close()
     return counters

@@ -71,6 +71,8 @@ class Parsed(NamedTuple):
 
     points: list[str]
     rejects: list[Reject]
+    days: set[tuple[str, int]]
+    """(customer id, first second of the UTC day) of every point: the rollups it touches."""
 
 
 # -- fields ---------------------------------------------------------------------------------
@@ -239,6 +241,7 @@ def _parse_one(
     parse_line: Callable[[str], Request],
     points: list[str],
     rejects: list[Reject],
+    days: set[tuple[str, int]],
 ) -> None:
     """One line into a point or a reject, with the reason."""
     if len(raw) > MAX_LINE_BYTES:
@@ -255,6 +258,7 @@ def _parse_one(
     except ParseError as exc:
         rejects.append(_reject(chunk, offset, str(exc), raw))
         return
+    days.add((request.customer_id, request.epoch_seconds // _SECONDS_PER_DAY * _SECONDS_PER_DAY))
     points.append(
         point_line(
             customer_id=request.customer_id,
@@ -276,12 +280,13 @@ def parse_chunk(chunk: Chunk, parse_line: Callable[[str], Request] = parse_text_
     """Turn every line of a chunk into a point or a reject (blank lines are neither)."""
     points: list[str] = []
     rejects: list[Reject] = []
+    days: set[tuple[str, int]] = set()
     offset = chunk.offset
     for raw in chunk.data.split(b"\n"):
         if raw.strip():
-            _parse_one(chunk, raw, offset, parse_line, points, rejects)
+            _parse_one(chunk, raw, offset, parse_line, points, rejects, days)
         offset += len(raw) + 1
-    return Parsed(points, rejects)
+    return Parsed(points, rejects, days)
 
 
 def parse_text_chunk(chunk: Chunk) -> Parsed:
@@ -296,7 +301,8 @@ def parse_text_chunk(chunk: Chunk) -> Parsed:
     text = chunk.data.decode("ascii")
     points: list[str] = []
     rejects: list[Reject] = []
-    append = points.append
+    touched: set[tuple[str, int]] = set()
+    append, touch = points.append, touched.add
     days, clocks = _DAYS, _CLOCKS
     salt = chunk.salt
     base = chunk.offset
@@ -306,7 +312,7 @@ def parse_text_chunk(chunk: Chunk) -> Parsed:
         for line in text[start:end].split("\n"):
             if line.strip():
                 raw = line.encode("ascii")
-                _parse_one(chunk, raw, base + start, parse_text_line, points, rejects)
+                _parse_one(chunk, raw, base + start, parse_text_line, points, rejects, touched)
             start += len(line) + 1
 
     for found in _TEXT_FAST.finditer(text):
@@ -316,13 +322,16 @@ def parse_text_chunk(chunk: Chunk) -> Parsed:
         done = found.end() + 1
         day, clock, customer, path, status, latency = found.groups()
         try:
-            seconds = days[day] + clocks[clock]
+            day_start = days[day]
+            seconds = day_start + clocks[clock]
         except KeyError:
             try:
-                seconds = _day_start(day) + _second_of_day(clock)
+                day_start = _day_start(day)
+                seconds = day_start + _second_of_day(clock)
             except ParseError:
                 careful(start, done - 1)
                 continue
+        touch((customer, day_start))
         stamp = seconds * NS_PER_SECOND + (salt + base + start) % NS_PER_SECOND
         append(
             f"{MEASUREMENT},customer_id={customer},status_class={status[0]}xx"
@@ -330,4 +339,4 @@ def parse_text_chunk(chunk: Chunk) -> Parsed:
         )
     if done < len(text):
         careful(done, len(text))
-    return Parsed(points, rejects)
+    return Parsed(points, rejects, touched)

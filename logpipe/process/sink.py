@@ -23,6 +23,7 @@ from logpipe.errors import InfluxRejected, InfluxUnavailable, LogpipeError
 from logpipe.influx import InfluxClient
 from logpipe.process.counters import Counters
 from logpipe.process.parse import Parsed, Reject
+from logpipe.rollup import marker_lines, new_token
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +72,11 @@ def backoff_delay(attempt: int, *, base: float = 0.2, cap: float = 10.0) -> floa
 class _Writer(threading.Thread):
     """Owns one InfluxDB client. Takes point lists from a bounded queue, cuts them into
     batches of `batch_size` (or less when a point has waited `flush_interval`) and writes
-    up to IN_FLIGHT batches at once, so InfluxDB always has the next batch at hand."""
+    up to IN_FLIGHT batches at once, so InfluxDB always has the next batch at hand.
+
+    With `marks`, every write also carries a fresh rollup mark for each (customer, day) its
+    points may touch (see logpipe.rollup): in the same body, so that no point of a closed
+    day lands without making that day's rollup stale."""
 
     def __init__(
         self,
@@ -79,12 +84,16 @@ class _Writer(threading.Thread):
         counters: Counters,
         dead: DeadLetters,
         *,
+        marks: bool = False,
         transport: httpx.BaseTransport | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        token: Callable[[], int] = new_token,
     ) -> None:
         super().__init__(name="logpipe-writer", daemon=True)
         self._client = InfluxClient(settings, transport=transport)
+        self._marks = marks
         self._sleep = sleep
+        self._token = token
         self._batch_size = settings.batch_size
         self._flush_interval = settings.flush_interval
         self._counters = counters
@@ -95,7 +104,7 @@ class _Writer(threading.Thread):
         self.error: BaseException | None = None
 
     def put(self, item: Any) -> None:
-        """Queue points (or a flush Event); blocks while the queue is full."""
+        """Queue (points, days) (or a flush Event); blocks while the queue is full."""
         while True:
             self._raise_if_failed()
             try:
@@ -133,19 +142,20 @@ class _Writer(threading.Thread):
 
     def _loop(self) -> None:
         buffer: list[str] = []
+        days: set[tuple[str, int]] = set()  # of the buffer's points (of whole items)
         deadline = 0.0
         while True:
             timeout = max(0.0, deadline - time.monotonic()) if buffer else None
             try:
                 item = self._queue.get(timeout=timeout)
             except queue.Empty:
-                self._send(buffer)
-                buffer = []
+                self._send(buffer, days)
+                buffer, days = [], set()
                 continue
             if item is _STOP or isinstance(item, threading.Event):
                 # a flush: everything so far is written and acknowledged, then say so
-                self._send(buffer)
-                buffer = []
+                self._send(buffer, days)
+                buffer, days = [], set()
                 self._wait(0)
                 if not isinstance(item, threading.Event):
                     return  # _STOP
@@ -153,16 +163,21 @@ class _Writer(threading.Thread):
                 continue
             if not buffer:
                 deadline = time.monotonic() + self._flush_interval
-            buffer.extend(item)
+            points, touched = item
+            buffer.extend(points)
+            days = days | touched
             while len(buffer) >= self._batch_size:
-                self._send(buffer[: self._batch_size])
+                self._send(buffer[: self._batch_size], days)
                 buffer = buffer[self._batch_size :]
+                # the buffer held less than a batch before `points`: what is left is theirs
+                days = touched if buffer else set()
 
-    def _send(self, points: list[str]) -> None:
+    def _send(self, points: list[str], days: set[tuple[str, int]]) -> None:
         """Write `points` from a sender thread, once fewer than IN_FLIGHT writes are busy."""
         if points:
             self._wait(IN_FLIGHT - 1)
-            self._in_flight.add(self._senders.submit(self._write, points))
+            marked = frozenset(days) if self._marks else frozenset()
+            self._in_flight.add(self._senders.submit(self._write, points, marked))
 
     def _wait(self, busy: int) -> None:
         """Wait until at most `busy` writes are in flight; a failed write raises here."""
@@ -171,14 +186,16 @@ class _Writer(threading.Thread):
             for future in done:
                 future.result()
 
-    def _write(self, points: list[str]) -> None:
+    def _write(self, points: list[str], days: frozenset[tuple[str, int]]) -> None:
         if not points:
             return
         body = "\n".join(points).encode("utf-8")
         attempt = 0
         while True:
+            # a new mark each attempt: a build may have read the last one meanwhile
+            marks = "\n".join(marker_lines(days, self._token())).encode() + b"\n" if days else b""
             try:
-                self._client.write(body)
+                self._client.write(marks + body)
             except InfluxUnavailable as exc:
                 attempt += 1
                 delay = exc.retry_after or backoff_delay(attempt)
@@ -189,12 +206,14 @@ class _Writer(threading.Thread):
             except InfluxRejected as exc:
                 if exc.status_code != 400:
                     raise
-                self._split_refused(points, exc)
+                self._split_refused(points, days, exc)
                 return
             self._counters.add(stored=len(points))
             return
 
-    def _split_refused(self, points: list[str], exc: InfluxRejected) -> None:
+    def _split_refused(
+        self, points: list[str], days: frozenset[tuple[str, int]], exc: InfluxRejected
+    ) -> None:
         """A 400: find the refused points by halving (rewriting a stored point is harmless:
         the same point overwrites itself) and dead-letter them with InfluxDB's reason."""
         if len(points) == 1:
@@ -202,8 +221,8 @@ class _Writer(threading.Thread):
             self._counters.add(rejected=1)
             return
         middle = len(points) // 2
-        self._write(points[:middle])
-        self._write(points[middle:])
+        self._write(points[:middle], days)
+        self._write(points[middle:], days)
 
 
 class _InfluxPartition(StatefulSinkPartition[Parsed, None]):
@@ -219,7 +238,7 @@ class _InfluxPartition(StatefulSinkPartition[Parsed, None]):
             )
             self._dead.add(parsed.rejects)
             if parsed.points:
-                self._writer.put(parsed.points)
+                self._writer.put((parsed.points, parsed.days))
 
     def snapshot(self) -> None:
         # Bytewax snapshots the source offsets of this epoch together with this call: wait
@@ -247,8 +266,10 @@ class InfluxSink(FixedPartitionedSink[Parsed, None]):
         counters: Counters,
         dead: DeadLetters,
         process_id: int = 0,
+        marks: bool = False,
     ) -> None:
         self._settings = settings
+        self._marks = marks
         self._workers = settings.workers
         self._process_id = process_id
         self._counters = counters
@@ -263,6 +284,6 @@ class InfluxSink(FixedPartitionedSink[Parsed, None]):
         return self._process_id * self._workers + worker
 
     def build_part(self, step_id: str, for_part: str, resume_state: None) -> _InfluxPartition:
-        writer = _Writer(self._settings, self._counters, self._dead)
+        writer = _Writer(self._settings, self._counters, self._dead, marks=self._marks)
         writer.start()
         return _InfluxPartition(writer, self._counters, self._dead)

@@ -1,7 +1,8 @@
 """`logpipe serve`: the FastAPI app answering daily statistics per customer.
 
-Every statistic is computed inside InfluxDB, one /query round trip per request; answers are
-cached for `cache_ttl` seconds with concurrent identical requests sharing one query.
+Every statistic is computed inside InfluxDB, one /query round trip per request: closed days
+from the daily rollups where they are current (logpipe.rollup), the others from the requests.
+Answers are cached for `cache_ttl` seconds with concurrent identical requests sharing one query.
 """
 
 from __future__ import annotations
@@ -43,6 +44,9 @@ from logpipe.stats import (
     customers_query,
     day_stats,
     day_stats_by_customer,
+    live_from,
+    rollup_days,
+    rollup_query,
     stats_query,
 )
 
@@ -51,9 +55,6 @@ QUERY_SLOTS = 2
 """InfluxDB queries one worker runs at once: bursts of cache refreshes must not take the
 cores from the requests being answered, and overload queues here, bounded, not in InfluxDB."""
 RETRY_AFTER_SECONDS = 5
-LATE_LINES = timedelta(hours=1)
-"""How long after midnight (UTC) lines of the day before still arrive in the normal course
-(the processor's lag, a log shipped late): until then yesterday is re-read like today."""
 SHARED_DIR_VARIABLE = "LOGPIPE_SERVE_SHARED_DIR"
 """Where `serve --workers N` tells its workers to share the recent-days snapshot."""
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
@@ -95,12 +96,6 @@ class CustomersOut(BaseModel):
 
 def _utc_now() -> datetime:
     return datetime.now(timezone.utc)
-
-
-def live_from(now: datetime) -> date:
-    """The first day whose statistics may still change: today, or yesterday during the first
-    LATE_LINES of today. Older days change only by a backfill (see HistoryCache)."""
-    return (now - LATE_LINES).date()
 
 
 def _parse_day(name: str, value: str) -> date:
@@ -271,6 +266,38 @@ def create_app(
         days = {customer: {day.date: day for day in days} for customer, days in grouped.items()}
         return Recent(written, days)
 
+    async def fetch(
+        customer_id: str | None, days: list[date], live: date
+    ) -> dict[date, DayStats | None]:
+        """The statistics of `days` (in order; None: no requests) in one round trip: closed
+        days from the customer's rollups, the others from the requests. Closed days without
+        a current rollup (a backfill since its last build) take a second one."""
+        threshold = settings.failure_status
+        who = "all" if customer_id is None else f"customer-{customer_id}"
+        closed = [day for day in days if day < live]
+        # rollups count failures by status class: a threshold inside a class needs the points
+        rolled = customer_id if closed and threshold % 100 == 0 else None
+        raw = [day for day in days if not rolled or day >= live]
+        statements = [rollup_query(rolled, closed[0], closed[-1])] if rolled else []
+        if raw:
+            statements.append(stats_query(customer_id, raw[0], raw[-1], failure_status=threshold))
+        name = f"days-{who}-{days[0]}-{days[-1]}-{live}"
+        answer = await shared_query(name, "; ".join(statements))
+        found: dict[date, DayStats | None] = {}
+        if rolled:
+            found.update(rollup_days(answer[0], rolled, failure_status=threshold))
+            answer = answer[1:]
+        if raw:
+            fetched = {day.date: day for day in day_stats(answer, failure_status=threshold)}
+            found.update({day: fetched.get(day) for day in raw})
+        stale = [day for day in closed if day not in found]
+        if rolled and stale:
+            q = stats_query(customer_id, stale[0], stale[-1], failure_status=threshold)
+            answer = await shared_query(f"days-{who}-{stale[0]}-{stale[-1]}-stale", q)
+            fetched = {day.date: day for day in day_stats(answer, failure_status=threshold)}
+            found.update({day: fetched.get(day) for day in stale})
+        return {day: found.get(day) for day in days}
+
     async def stats_answer(customer_id: str | None, first: date, last: date) -> Answer:
         threshold = settings.failure_status
         wanted = [first + timedelta(days=n) for n in range((last - first).days + 1)]
@@ -287,12 +314,9 @@ def create_app(
             mine = snapshot.days.get(customer_id, {})
             known.update({day: mine.get(day) for day in missing})
             missing = []
-        if missing:  # one query for the span of the days not held
-            q = stats_query(customer_id, missing[0], missing[-1], failure_status=threshold)
-            who = "all" if customer_id is None else f"customer-{customer_id}"
-            statements = await shared_query(f"days-{who}-{missing[0]}-{missing[-1]}", q)
-            fetched = {day.date: day for day in day_stats(statements, failure_status=threshold)}
-            known.update({day: fetched.get(day) for day in missing})
+        if missing:
+            fetched = await fetch(customer_id, missing, live)
+            known.update({day: fetched[day] for day in missing})
             history.keep(customer_id, {day: known[day] for day in missing if day < live})
         days = [known[day] for day in wanted if known[day] is not None]
         if not days:

@@ -1,0 +1,232 @@
+"""Daily rollups: the pure parts, then the processor's marks, `logpipe rollup`, the following
+processor and the API's reading of them, against a real influxd."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+import pytest
+
+from logpipe.errors import InfluxRejected
+from logpipe.influx import InfluxClient
+from logpipe.rollup import (
+    DayState,
+    Rollups,
+    build_query,
+    covered_lines,
+    marker_lines,
+    read_marks,
+    read_scan,
+    to_build,
+)
+from tests.conftest import (
+    run_process,
+    running_api,
+    start_process,
+    stop_process,
+    wait_until,
+    write_lines,
+)
+from tests.reference import daily_stats_of
+
+OCT1 = 1790812800  # 2026-10-01, 00:00Z
+DAY = 86400
+
+
+def test_marks_are_one_point_per_customer_and_day_with_escaped_tags():
+    assert marker_lines({("b c", OCT1), ("a", OCT1 + DAY)}, 42) == [
+        f"requests_daily,customer_id=a dirty=42i {OCT1 + DAY}000000000",
+        f"requests_daily,customer_id=b\\ c dirty=42i {OCT1}000000000",
+    ]
+    assert covered_lines(OCT1, {"a": 42}, complete=True) == [
+        f"requests_daily,customer_id=a covered=42i {OCT1}000000000",
+        f"requests_daily complete=1i {OCT1}000000000",
+    ]
+
+
+def _scan(rows: dict[str, list[list]]) -> list[dict]:
+    """A scan_query answer: rows of (time, dirty, covered, complete) per customer ("" for
+    the day marks)."""
+    return [
+        {"name": "requests_daily", "tags": {"customer_id": who, "status_class": ""},
+         "columns": ["time", "dirty", "covered", "complete"], "values": values}
+        for who, values in rows.items()
+    ]  # fmt: skip
+
+
+def test_scan_and_what_to_build():
+    days = read_scan(
+        _scan(
+            {
+                "": [[OCT1, None, None, 1], [OCT1 + DAY, None, None, 1]],
+                "a": [
+                    [OCT1, 5, 5, None],
+                    [OCT1 + DAY, 6, 5, None],
+                    [OCT1 + 2 * DAY, 7, None, None],
+                ],
+                "b": [[OCT1, 3, 3, None], [OCT1 + 3 * DAY, 8, None, None]],
+            }
+        )
+    )
+    assert days[OCT1] == DayState({"a": (5, 5), "b": (3, 3)}, complete=True)
+    assert days[OCT1 + DAY].stale() == ["a"]
+    # current and complete: nothing; a backfill: that customer; never built: everyone
+    assert to_build(days, before=OCT1 + 3 * DAY) == {OCT1 + DAY: ["a"], OCT1 + 2 * DAY: ["a"]}
+    # the fourth day is not closed yet
+    assert OCT1 + 3 * DAY not in to_build(days, before=OCT1 + 3 * DAY)
+    # following: only days whose marks have not changed since the last look
+    changed = {**days, OCT1 + DAY: DayState({"a": (9, 5), "b": (3, 3)}, complete=True)}
+    assert to_build(days, before=OCT1 + 3 * DAY, previous=changed) == {OCT1 + 2 * DAY: ["a"]}
+
+
+def test_a_build_reads_the_marks_before_it_computes():
+    statements = build_query(OCT1, ["a", "it's"]).split("; ")
+    assert statements[0] == (
+        f"SELECT dirty FROM requests_daily WHERE time >= {OCT1}000000000"
+        f" AND time < {OCT1 + DAY}000000000 GROUP BY customer_id"
+    )
+    assert len(statements) == 5
+    assert "INTO requests_daily FROM requests WHERE customer_id = 'it\\'s'" in statements[3]
+    assert "median(latency) AS median" in statements[3]
+    assert statements[4].endswith("GROUP BY time(1d), customer_id, status_class")
+    answer = [{"tags": {"customer_id": "a"}, "columns": ["time", "dirty"], "values": [[OCT1, 4]]}]
+    assert read_marks(answer) == {"a": 4}
+
+
+# -- against a real influxd -----------------------------------------------------------------
+
+LINES = [
+    "2026-10-01 08:00:00 acme /a 200 0.25",
+    "2026-10-01 08:00:01 acme /a 503 1.5",
+    "2026-10-01 09:00:00 tenant:7 /b 404 0.125",
+    "2026-10-02 10:00:00 acme /a 200 0.5",
+    "2026-10-02 10:00:00 acme /a 201 0.75",
+    "2026-10-02 23:59:59 tenant:7 /b 500 2.0",
+    "2026-10-03 00:00:00 acme /a 200 0.1",
+]
+BACKFILL = ["2026-10-02 12:00:00 acme /late 500 3.0", "2026-10-02 12:00:00 acme /late 200 0.01"]
+
+
+def _run_rollup(settings) -> str:
+    process = start_process(settings, command="rollup")
+    output, _ = process.communicate(timeout=60)
+    assert process.returncode == 0, output
+    return output
+
+
+def _state(settings) -> dict[int, DayState]:
+    with InfluxClient(settings) as client:
+        return Rollups(client).scan()
+
+
+def _check_api(settings, lines: list[str]) -> None:
+    """The API's answers for every customer, cache off, equal the reference's."""
+    expected = daily_stats_of(lines)
+    expected.pop("*")
+    uncached = settings.model_copy(update={"cache_ttl": 0})
+    with running_api(uncached) as client:
+        for customer, days in expected.items():
+            answer = client.get(
+                f"/customers/{customer}/stats", params={"from": "2026-10-01", "to": "2026-10-04"}
+            )
+            assert answer.status_code == 200, answer.text
+            got = {day["date"]: day for day in answer.json()["days"]}
+            assert got.keys() == days.keys()
+            for date_text, want in days.items():
+                for name, value in want.items():
+                    close = pytest.approx(value, rel=1e-12) if isinstance(value, float) else value
+                    assert got[date_text][name] == close, name
+
+
+def _log(tmp_path, lines: list[str]):
+    log = tmp_path / "api.log"
+    with log.open("a") as out:
+        out.writelines(f"{line}\n" for line in lines)
+    return log
+
+
+def test_a_backfill_is_exact_before_during_and_after_its_rollups(settings, tmp_path):
+    log = _log(tmp_path, LINES)
+    run_process(settings, "--input", str(log), "--once")
+    # the processor marked every customer and day it wrote; nothing is built yet
+    assert {day: state.stale() for day, state in _state(settings).items()} == {
+        OCT1: ["acme", "tenant:7"],
+        OCT1 + DAY: ["acme", "tenant:7"],
+        OCT1 + 2 * DAY: ["acme"],
+    }
+    _check_api(settings, LINES)
+
+    assert "built 5 customer-days of 3 days" in _run_rollup(settings)
+    state = _state(settings)
+    assert all(day.complete and not day.stale() for day in state.values())
+    _check_api(settings, LINES)
+
+    # a late line for a closed day: that customer's day is stale, the answer still exact
+    _log(tmp_path, BACKFILL)
+    run_process(settings, "--input", str(log), "--once")
+    assert {day: s.stale() for day, s in _state(settings).items() if s.stale()} == {
+        OCT1 + DAY: ["acme"]
+    }
+    _check_api(settings, LINES + BACKFILL)
+    assert "built 1 customer-days of 1 days" in _run_rollup(settings)
+    _check_api(settings, LINES + BACKFILL)
+
+
+def _acme_oct2(settings) -> dict:
+    uncached = settings.model_copy(update={"cache_ttl": 0})
+    with running_api(uncached) as client:
+        answer = client.get("/customers/acme/stats?from_date=2026-10-02&to_date=2026-10-02")
+    return answer.json()["days"][0]
+
+
+def test_the_api_takes_current_rollups_and_the_points_for_stale_ones(settings, tmp_path):
+    log = _log(tmp_path, LINES)
+    run_process(settings, "--input", str(log), "--once")
+    _run_rollup(settings)
+    true_median = _acme_oct2(settings)["median_latency"]
+    assert true_median == 0.625
+    day = f"{OCT1 + DAY}000000000"
+    with InfluxClient(settings) as client:
+        # a rollup says 9.0: the API shows it, so it reads the rollup, not the points
+        client.write(f"requests_daily,customer_id=acme median=9.0 {day}".encode())
+        assert _acme_oct2(settings)["median_latency"] == 9.0
+        # a new mark (what the processor writes with a backfill): back to the points
+        client.write(f"requests_daily,customer_id=acme dirty=1234i {day}".encode())
+        assert _acme_oct2(settings)["median_latency"] == true_median
+
+
+def test_rollup_adopts_days_written_without_marks(settings):
+    write_lines(settings, LINES)  # as an earlier version stored them: no marks
+    assert _state(settings) == {}
+    assert "built 5 customer-days of 3 days" in _run_rollup(settings)
+    assert all(day.complete and not day.stale() for day in _state(settings).values())
+    _check_api(settings, LINES)
+    assert "built 0 customer-days of 0 days" in _run_rollup(settings)
+
+
+def test_the_following_processor_builds_closed_days_once_caught_up(
+    settings, tmp_path, monkeypatch
+):
+    monkeypatch.setenv("LOGPIPE_ROLLUP_INTERVAL", "0.2")
+    today = datetime.now(timezone.utc).strftime("%Y-%m-%d")
+    live = [f"{today} 00:00:00 acme /a 200 0.5"]
+    log = _log(tmp_path, LINES + live)
+    process = start_process(settings, "--input", str(log))
+    try:
+
+        def built() -> bool:
+            try:
+                state = _state(settings)
+            except InfluxRejected:  # no database before the processor's start
+                return False
+            return len(state) == 4 and all(
+                s.complete and not s.stale() for day, s in state.items() if day < OCT1 + 3 * DAY
+            )
+
+        wait_until(built, timeout=60, what="the rollups of the closed days")
+        # today is not closed: marked, never built
+        (today_state,) = [s for day, s in _state(settings).items() if day >= OCT1 + 3 * DAY]
+        assert today_state.stale() == ["acme"] and not today_state.complete
+    finally:
+        stop_process(process)
+    _check_api(settings, LINES)
