@@ -65,16 +65,23 @@ def settings_env(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Setting
     return settings
 
 
-def write_lines(settings: Settings, lines: list[str], *, salt: int = 0) -> None:
-    """Seed-format lines into InfluxDB, parsed and stored as the processor stores them."""
+def write_lines(
+    settings: Settings, lines: list[str], *, salt: int = 0, marks: bool = True
+) -> None:
+    """Seed-format lines into InfluxDB, parsed and stored as the processor stores them on
+    1.x: with the rollup marks of their days in the same write (without `marks`, as versions
+    before rollups did)."""
     from logpipe.influx import InfluxClient
     from logpipe.process.parse import Chunk, parse_chunk
+    from logpipe.rollup import marker_lines, new_token
 
     parsed = parse_chunk(Chunk("test", 0, "".join(f"{line}\n" for line in lines).encode(), salt))
     assert not parsed.rejects, parsed.rejects
+    marked = marker_lines(parsed.days, new_token()) if marks else []
     with InfluxClient(settings) as client:
         client.ensure_database()
-        client.write("\n".join(parsed.points).encode())
+        if parsed.points:
+            client.write("\n".join(marked + parsed.points).encode())
 
 
 @contextmanager

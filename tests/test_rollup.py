@@ -196,7 +196,7 @@ def test_the_api_takes_current_rollups_and_the_points_for_stale_ones(settings, t
 
 
 def test_rollup_adopts_days_written_without_marks(settings):
-    write_lines(settings, LINES)  # as an earlier version stored them: no marks
+    write_lines(settings, LINES, marks=False)  # as an earlier version stored them
     assert _state(settings) == {}
     assert "built 5 customer-days of 3 days" in _run_rollup(settings)
     assert all(day.complete and not day.stale() for day in _state(settings).values())
