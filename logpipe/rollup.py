@@ -1,25 +1,25 @@
 """`logpipe rollup`: exact statistics of closed days, stored beside the requests, so the API
-reads a busy customer's month in a few milliseconds instead of sorting every point of it
-(InfluxDB 1.x sorts for MEDIAN and PERCENTILE at about a microsecond a point, each).
+reads a busy customer's month in milliseconds instead of sorting every point of it (InfluxDB
+1.x sorts for MEDIAN and PERCENTILE at about a microsecond a point, each).
 
 One point per customer and UTC day in ``requests_daily``, at the day's first instant:
 
-    requests_daily,customer_id=cust_1 average=…,median=…,p99=…,dirty=…i,covered=…i
+    requests_daily,customer_id=cust_1 total=…i,average=…,median=…,p99=…,dirty=…i,covered=…i
     requests_daily,customer_id=cust_1,status_class=5xx n=…i
-    requests_daily complete=1i          (no customer: every customer of the day has a rollup)
 
-The aggregates are computed inside InfluxDB (``SELECT … INTO``) from the requests, by the very
-expressions the API would use, so a rollup says exactly what the raw points say. The processor
-writes a new random `dirty` mark for each (customer, day) of every batch, in the batch itself;
-a build reads the marks first and stores them as `covered` after its aggregates. A rollup is
-current while `covered == dirty`: a backfill into a closed day changes the mark, the API goes
-back to the raw points for that customer and day, and the next build catches up. A mark
-overwritten before a build read it is harmless: the build sees the points written with it.
+The statistics are computed inside InfluxDB (``SELECT … INTO``) from the requests, by the
+very expressions the API would use. The API trusts a rollup only while its `total` equals the
+requests it counts for that day now (see stats.rollup_days), so a rollup that is behind —
+a late line, a writer of another version, two builds racing — is never served.
+
+The marks only decide what to build, cheaply: the processor writes a new random `dirty` for
+each (customer, day) of every batch, in the batch itself; a build reads the marks first and
+stores them as `covered` after its statistics, so `dirty != covered` means "build me".
 
 Only closed days are built (see stats.live_from), and when following, only days whose marks
 have not changed for a whole interval and only while the processor has caught up: building a
-day costs InfluxDB about as much as ingesting it again, and must not slow an ingest down.
-InfluxDB 2.x and 3.x have no ``SELECT … INTO``: there the API always reads the raw points.
+day costs InfluxDB about as much as ingesting it, and must not slow an ingest down.
+InfluxDB 2.x and 3.x have no ``SELECT … INTO``: there the API always reads the requests.
 """
 
 from __future__ import annotations
@@ -28,25 +28,24 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Callable, Collection, Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import date, datetime, timedelta
 
 from logpipe.config import DAILY_MEASUREMENT, MEASUREMENT, Settings
-from logpipe.errors import LogpipeError
+from logpipe.errors import ConfigError, LogpipeError
 from logpipe.influx import InfluxClient, Series
-from logpipe.schema import NS_PER_SECOND, escape_tag, influxql_string
-from logpipe.stats import LATENCY_AGGREGATES, live_from
+from logpipe.schema import NS_PER_SECOND, SECONDS_PER_DAY, escape_tag, influxql_string
+from logpipe.stats import LATENCY_AGGREGATES, day_ns, live_from, utc_now
 
 log = logging.getLogger(__name__)
 
-SECONDS_PER_DAY = 86_400
 CAUGHT_UP_BYTES = 1 << 20
 """The processor counts as caught up when it is less than this far behind its inputs."""
 CUSTOMERS_PER_QUERY = 50
 """Customers built by one /query request: its time must stay well inside the timeout."""
-BUILD_TIMEOUT = 300.0
-"""Seconds one build request may take (a busy day of 50 customers)."""
+SLOW_QUERY_TIMEOUT = 300.0
+"""Seconds a build, a scan or a check may take (a busy day, a long history)."""
 
 
 def new_token() -> int:
@@ -59,25 +58,32 @@ def supported(version: str) -> bool:
     return version.startswith("1.")
 
 
+def _mark_lines(field_name: str, marks: Iterable[tuple[str, int, int]]) -> list[str]:
+    return [
+        f"{DAILY_MEASUREMENT},customer_id={escape_tag(customer)} {field_name}={mark}i"
+        f" {day * NS_PER_SECOND}"
+        for customer, day, mark in sorted(marks)
+    ]
+
+
 def marker_lines(pairs: Iterable[tuple[str, int]], token: int) -> list[str]:
     """The `dirty` marks of the (customer id, day start in seconds) pairs a batch writes."""
-    return [
-        f"{DAILY_MEASUREMENT},customer_id={escape_tag(customer)} dirty={token}i"
-        f" {day * NS_PER_SECOND}"
-        for customer, day in sorted(pairs)
-    ]
+    return _mark_lines("dirty", ((customer, day, token) for customer, day in pairs))
+
+
+def covered_lines(day: int, marks: dict[str, int]) -> list[str]:
+    """The `covered` marks of the customers a build of `day` covered: the marks it read."""
+    return _mark_lines("covered", ((customer, day, mark) for customer, mark in marks.items()))
 
 
 @dataclass(frozen=True)
 class DayState:
-    """The rollup state of one day: (dirty, covered) per customer, and whether the day is
-    complete (every customer with requests that day has a rollup, current or not)."""
+    """The marks of one day: (dirty, covered) per customer."""
 
     marks: dict[str, tuple[int | None, int | None]] = field(default_factory=dict)
-    complete: bool = False
 
     def stale(self) -> list[str]:
-        """Customers whose rollup is missing or older than their mark."""
+        """Customers written to since their last build (or never built)."""
         return sorted(c for c, (dirty, covered) in self.marks.items() if dirty != covered)
 
 
@@ -87,61 +93,49 @@ def _day_where(day: int) -> str:
 
 
 def scan_query() -> str:
-    """Every day's marks and completeness."""
-    return (
-        f"SELECT dirty, covered, complete FROM {DAILY_MEASUREMENT}"
-        " GROUP BY customer_id, status_class"
-    )
+    """Every day's marks."""
+    return f"SELECT dirty, covered FROM {DAILY_MEASUREMENT} GROUP BY customer_id, status_class"
 
 
 def read_scan(statement: list[Series]) -> dict[int, DayState]:
     """scan_query's answer (epoch=s) as {day start: DayState}."""
     marks: dict[int, dict[str, tuple[int | None, int | None]]] = {}
-    complete: set[int] = set()
     for series in statement:
         tags = series.get("tags", {})
-        if tags.get("status_class"):
+        if tags.get("status_class") or not tags.get("customer_id"):
             continue
-        customer = tags.get("customer_id", "")
         columns = series["columns"]
         for values in series.get("values", []):
             row = dict(zip(columns, values, strict=True))
-            day = int(row["time"])
-            if not customer:
-                complete.update([day] if row.get("complete") else [])
-            else:
-                marks.setdefault(day, {})[customer] = (row.get("dirty"), row.get("covered"))
-    return {
-        day: DayState(marks.get(day, {}), day in complete)
-        for day in sorted(marks.keys() | complete)
-    }
+            day_marks = marks.setdefault(int(row["time"]), {})
+            day_marks[tags["customer_id"]] = (row.get("dirty"), row.get("covered"))
+    return {day: DayState(marks[day]) for day in sorted(marks)}
 
 
 def to_build(
-    days: dict[int, DayState], *, before: int, previous: dict[int, DayState] | None = None
+    days: dict[int, DayState], *, before: int, previous: dict[int, DayState]
 ) -> dict[int, list[str]]:
-    """The customers to build on each closed day (starting before `before`): the stale ones,
-    on days that are stale or not complete. With `previous` (the last scan), only days that
-    have not changed since, so a day still being written is left for later."""
+    """The stale customers of each closed day (starting before `before`) whose marks are
+    the same as in `previous`, the last look: a day still being written is left for later."""
     wanted = {}
     for day, state in days.items():
-        if day >= before or (previous is not None and previous.get(day) != state):
-            continue
-        if state.stale() or not state.complete:
-            wanted[day] = state.stale()
+        stale = state.stale()
+        if stale and day < before and previous.get(day) == state:
+            wanted[day] = stale
     return wanted
 
 
-def build_query(day: int, customers: Collection[str]) -> str:
+def build_query(day: int, customers: Iterable[str]) -> str:
     """InfluxQL that reads the day's marks, then computes the customers' rollups INTO the
-    daily measurement (marks first: a batch landing meanwhile leaves the rollup stale)."""
+    daily measurement: the total in the same statement as the latencies (the API checks
+    it), and the counts by status class (they must add up to the total)."""
     where = _day_where(day)
     statements = [f"SELECT dirty FROM {DAILY_MEASUREMENT} WHERE {where} GROUP BY customer_id"]
     for customer in customers:
         own = f"customer_id = {influxql_string(customer)} AND {where}"
         statements += [
-            f"SELECT {LATENCY_AGGREGATES} INTO {DAILY_MEASUREMENT} FROM {MEASUREMENT}"
-            f" WHERE {own} GROUP BY time(1d), customer_id",
+            f"SELECT count(latency) AS total, {LATENCY_AGGREGATES} INTO {DAILY_MEASUREMENT}"
+            f" FROM {MEASUREMENT} WHERE {own} GROUP BY time(1d), customer_id",
             f"SELECT count(latency) AS n INTO {DAILY_MEASUREMENT} FROM {MEASUREMENT}"
             f" WHERE {own} GROUP BY time(1d), customer_id, status_class",
         ]
@@ -159,106 +153,91 @@ def read_marks(statement: list[Series]) -> dict[str, int]:
     return marks
 
 
-def covered_lines(day: int, marks: dict[str, int], *, complete: bool) -> list[str]:
-    """Each built customer's `covered` mark, and the day's `complete` mark when due."""
-    lines = [
-        f"{DAILY_MEASUREMENT},customer_id={escape_tag(c)} covered={mark}i {day * NS_PER_SECOND}"
-        for c, mark in sorted(marks.items())
-    ]
-    if complete:
-        lines.append(f"{DAILY_MEASUREMENT} complete=1i {day * NS_PER_SECOND}")
-    return lines
+def behind(counts: list[Series], totals: list[Series]) -> dict[int, list[str]]:
+    """The customers of each day whose rollup total (`totals`: SELECT total … GROUP BY
+    customer_id) differs from the requests counted (`counts`: count … GROUP BY time(1d),
+    customer_id)."""
 
+    def per_customer_day(statement: list[Series]) -> dict[tuple[str, int], int]:
+        found = {}
+        for series in statement:
+            customer = series.get("tags", {}).get("customer_id", "")
+            for epoch, value in series.get("values", []):
+                if customer and value is not None:
+                    found[customer, int(epoch)] = int(value)
+        return found
 
-def _utc_now() -> datetime:
-    return datetime.now(timezone.utc)
+    rolled = per_customer_day(totals)
+    wanted: dict[int, list[str]] = {}
+    for (customer, day), n in sorted(per_customer_day(counts).items()):
+        if rolled.get((customer, day)) != n:
+            wanted.setdefault(day, []).append(customer)
+    return wanted
 
 
 class Rollups:
     """Builds the rollups of closed days with one InfluxDB client (blocking)."""
 
-    def __init__(
-        self,
-        client: InfluxClient,
-        *,
-        now: Callable[[], datetime] = _utc_now,
-        token: Callable[[], int] = new_token,
-    ) -> None:
+    def __init__(self, client: InfluxClient, *, now: Callable[[], datetime] = utc_now) -> None:
         self._client = client
         self._now = now
-        self._token = token
 
     def closed_before(self) -> int:
-        """The first instant (epoch seconds) of the first day that is not closed."""
-        first_live = live_from(self._now())
-        return int(datetime(*first_live.timetuple()[:3], tzinfo=timezone.utc).timestamp())
+        """The first second (epoch) of the first day that is not closed."""
+        return day_ns(live_from(self._now())) // NS_PER_SECOND
 
     def scan(self) -> dict[int, DayState]:
-        return read_scan(self._client.query(scan_query())[0])
+        return read_scan(self._client.query(scan_query(), timeout=SLOW_QUERY_TIMEOUT)[0])
 
-    def unmarked_days(self) -> list[int]:
-        """Closed days with requests but no marks at all: written before rollups existed."""
+    def check(self) -> dict[int, list[str]]:
+        """Every closed customer-day whose rollup is missing or behind the requests: what
+        the marks may not tell (days stored by an earlier version, a build that raced a
+        write). Reads every request once."""
         (first,) = self._client.query(f"SELECT first(latency) FROM {MEASUREMENT}")
         if not first:
-            return []
+            return {}
         start = int(first[0]["values"][0][0]) // SECONDS_PER_DAY * SECONDS_PER_DAY
-        before = self.closed_before()
-        if start >= before:
-            return []
-        (counts,) = self._client.query(
-            f"SELECT count(latency) FROM {MEASUREMENT} WHERE time >= {start * NS_PER_SECOND}"
-            f" AND time < {before * NS_PER_SECOND} GROUP BY time(1d) fill(none)"
+        span = f"time >= {start * NS_PER_SECOND} AND time < {self.closed_before() * NS_PER_SECOND}"
+        counts, totals = self._client.query(
+            f"SELECT count(latency) FROM {MEASUREMENT} WHERE {span}"
+            " GROUP BY time(1d), customer_id fill(none);"
+            f" SELECT total FROM {DAILY_MEASUREMENT} WHERE {span} GROUP BY customer_id",
+            timeout=SLOW_QUERY_TIMEOUT,
         )
-        marked = self.scan()
-        return [
-            int(day) for one in counts for day, _ in one.get("values", []) if day not in marked
-        ]
+        return behind(counts, totals)
 
-    def build(self, day: int, customers: list[str], state: DayState) -> int:
-        """Build the day for `customers`, and for every customer with requests that day
-        when it is not complete yet. Returns the customers built."""
-        if not state.complete:
-            (found,) = self._client.query(
-                f"SELECT count(latency) FROM {MEASUREMENT} WHERE {_day_where(day)}"
-                " GROUP BY customer_id"
-            )
-            everyone = {one["tags"]["customer_id"] for one in found if one.get("values")}
-            unmarked = sorted(everyone - state.marks.keys())
-            if unmarked:  # written before rollups existed: mark them, then build as usual
-                lines = marker_lines(((c, day) for c in unmarked), self._token())
-                self._client.write("\n".join(lines).encode())
-            customers = sorted(everyone | set(customers))
-        built = 0
+    def build(self, day: int, customers: list[str]) -> None:
+        """Build one day's rollups of `customers`, then mark them covered."""
         for start in range(0, len(customers), CUSTOMERS_PER_QUERY):
             part = customers[start : start + CUSTOMERS_PER_QUERY]
-            answer = self._client.query(build_query(day, part), write=True, timeout=BUILD_TIMEOUT)
+            answer = self._client.query(
+                build_query(day, part), write=True, timeout=SLOW_QUERY_TIMEOUT
+            )
             marks = {c: mark for c, mark in read_marks(answer[0]).items() if c in part}
-            built += len(marks)
-            last = start + CUSTOMERS_PER_QUERY >= len(customers)
-            complete = last and not state.complete and built == len(customers)
-            self._client.write("\n".join(covered_lines(day, marks, complete=complete)).encode())
-        return built
+            if marks:
+                self._client.write("\n".join(covered_lines(day, marks)).encode())
 
-    def catch_up(
-        self, previous: dict[int, DayState] | None = None, *, unmarked: bool = False
-    ) -> tuple[dict[int, DayState], int, int]:
-        """Build what to_build finds (with `unmarked`, also the days written before rollups
-        existed). Returns the scan (for the next call's `previous`), days and customer-days
-        built."""
-        days = self.scan()
-        wanted = to_build(days, before=self.closed_before(), previous=previous)
-        if unmarked:
-            wanted.update({day: [] for day in self.unmarked_days()})
-        built = 0
+    def build_all(self, wanted: dict[int, list[str]]) -> list[date]:
+        """Build every day of `wanted`, oldest first. A day that fails is logged and left
+        for later, not in the way of the others; returns those days."""
+        failed = []
         for day, customers in sorted(wanted.items()):
-            built += self.build(day, customers, days.get(day, DayState()))
-        return days, len(wanted), built
+            try:
+                self.build(day, customers)
+            except Exception as exc:  # one bad day must not stop the rest
+                log.warning("rollups of %s not built: %s", _date(day), exc)
+                failed.append(_date(day))
+        return failed
+
+
+def _date(day: int) -> date:
+    return date(1970, 1, 1) + timedelta(days=day // SECONDS_PER_DAY)
 
 
 class Follower(threading.Thread):
     """Keeps the rollups current while the processor follows its inputs: every
-    `rollup_interval`, when the processor has caught up, builds the closed days whose marks
-    have not changed since the last look."""
+    `rollup_interval`, when the processor has caught up, builds the stale customers of the
+    closed days whose marks have not changed since the last look."""
 
     def __init__(self, settings: Settings, lag_bytes: Callable[[], int]) -> None:
         super().__init__(name="logpipe-rollup", daemon=True)
@@ -273,33 +252,46 @@ class Follower(threading.Thread):
             self.join(timeout=2)
 
     def run(self) -> None:
-        previous: dict[int, DayState] | None = None
+        previous: dict[int, DayState] = {}  # nothing is quiet before a second look
         with InfluxClient(self._settings) as client:
             rollups = Rollups(client)
             while not self._stop_event.wait(self._settings.rollup_interval):
                 if self._lag_bytes() >= CAUGHT_UP_BYTES:
-                    previous = None  # quiet must be seen again once caught up
+                    previous = {}
                     continue
                 try:
-                    previous, days, built = rollups.catch_up(previous)
-                except LogpipeError as exc:  # InfluxDB away: the next round tries again
-                    log.warning("rollups: %s", exc)
-                    previous = None
+                    days = rollups.scan()
+                except Exception as exc:  # InfluxDB away, say: the next round tries again
+                    log.warning("rollups: cannot read the marks: %s", exc)
+                    previous = {}
                     continue
-                if days:
-                    log.info("rollups: built %d customer-days of %d days", built, days)
+                wanted = to_build(days, before=rollups.closed_before(), previous=previous)
+                previous = days
+                if wanted:
+                    failed = rollups.build_all(wanted)
+                    log.info(
+                        "rollups: built %d of %d days", len(wanted) - len(failed), len(wanted)
+                    )
 
 
 def run(settings: Settings) -> tuple[int, int, float]:
-    """Build every closed day's rollups now, including days written before rollups existed.
-    Returns days and customer-days built, and the seconds it took."""
+    """Build now every closed customer-day whose rollup is missing or behind the requests.
+    Returns the days and customer-days built, and the seconds it took."""
     started = time.perf_counter()
     with InfluxClient(settings) as client:
         version = client.ping()
         if not supported(version):
-            raise LogpipeError(
+            raise ConfigError(
                 f"InfluxDB {version} has no SELECT … INTO: rollups need InfluxDB 1.x "
-                "(the API reads the raw points without them)"
+                "(without them the API reads the requests)"
             )
-        _, days, built = Rollups(client).catch_up(unmarked=True)
-    return days, built, time.perf_counter() - started
+        rollups = Rollups(client)
+        wanted = rollups.check()
+        failed = rollups.build_all(wanted)
+    if failed:
+        shown = ", ".join(str(day) for day in failed[:5]) + (" …" if len(failed) > 5 else "")
+        raise LogpipeError(
+            f"the rollups of {len(failed)} days were not built ({shown}); see above"
+        )
+    built = sum(len(customers) for customers in wanted.values())
+    return len(wanted), built, time.perf_counter() - started

@@ -21,6 +21,7 @@ CUSTOMER_ID_PATTERN = r"^[A-Za-z0-9_.:-]{1,128}$"
 
 _CUSTOMER_ID = re.compile(CUSTOMER_ID_PATTERN)
 NS_PER_SECOND = 1_000_000_000
+SECONDS_PER_DAY = 86_400
 
 
 def is_valid_customer_id(customer_id: str) -> bool:

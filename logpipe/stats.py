@@ -42,7 +42,13 @@ def live_from(now: datetime) -> date:
     return (now - LATE_LINES).date()
 
 
-def _day_ns(day: date) -> int:
+def utc_now() -> datetime:
+    """The default clock of everything that asks which days are closed."""
+    return datetime.now(timezone.utc)
+
+
+def day_ns(day: date) -> int:
+    """The first nanosecond of a UTC day, as InfluxDB timestamps count."""
     return (
         int(datetime(day.year, day.month, day.day, tzinfo=timezone.utc).timestamp())
         * NS_PER_SECOND
@@ -65,7 +71,7 @@ def stats_query(
     and, for a threshold like 500, the failures; and only for a threshold inside a class
     (e.g. 450) a count of that class's failing part.
     """
-    where = f"time >= {_day_ns(first)} AND time < {_day_ns(last + timedelta(days=1))}"
+    where = f"time >= {day_ns(first)} AND time < {day_ns(last + timedelta(days=1))}"
     if customer_id is not None:
         where = f"customer_id = {influxql_string(customer_id)} AND {where}"
     by = "time(1d), customer_id" if by_customer else "time(1d)"
@@ -176,47 +182,47 @@ def day_stats_by_customer(
 
 
 def rollup_query(customer_id: str, first: date, last: date) -> str:
-    """InfluxQL for one customer's daily rollups of the days first..last, with the marks of
-    the days the rollups cover completely (series without a customer)."""
+    """InfluxQL for one customer's daily rollups of the days first..last, and for the number
+    of requests each of those days has now, to check the rollups against."""
     where = (
-        f"(customer_id = {influxql_string(customer_id)} OR customer_id = '')"
-        f" AND time >= {_day_ns(first)} AND time < {_day_ns(last + timedelta(days=1))}"
+        f"customer_id = {influxql_string(customer_id)}"
+        f" AND time >= {day_ns(first)} AND time < {day_ns(last + timedelta(days=1))}"
     )
-    return f"SELECT * FROM {DAILY_MEASUREMENT} WHERE {where} GROUP BY customer_id, status_class"
+    return (
+        f"SELECT * FROM {DAILY_MEASUREMENT} WHERE {where} GROUP BY status_class; "
+        f"SELECT count(latency) AS n FROM {MEASUREMENT} WHERE {where} GROUP BY time(1d) fill(none)"
+    )
 
 
 def rollup_days(
-    statement: list[dict[str, Any]], customer_id: str, *, failure_status: int
-) -> dict[date, DayStats | None]:
-    """The days rollup_query's answer (epoch=s) settles: a DayStats where the customer's
-    rollup is up to date, None (no requests) on a complete day without one. Days it leaves
-    out need the raw points: no rollup yet, or a backfill since (the mark is newer).
+    statements: list[list[dict[str, Any]]], *, failure_status: int
+) -> tuple[list[DayStats], list[date]]:
+    """From rollup_query's answer (epoch=s): the days whose rollup covers exactly the requests
+    the day has now, and the days with requests whose rollup is missing or behind (a late
+    line since its build; a build racing a write): those need the requests themselves.
+    Days in neither list have no requests.
 
-    Failures come from counts by status class, so the threshold must be a class boundary
-    (e.g. 500, not 450); the caller asks the raw points otherwise."""
+    A rollup counts only when its total (from the same statement as its latencies) equals
+    the requests counted now and its counts by status class add up to it: points are only
+    ever added, so equal counts mean the very same points, whoever wrote them, marks or not.
+    Failures come from the class counts, so the threshold must be a class boundary (e.g.
+    500, not 450); the caller asks the requests otherwise."""
     rollups: dict[int, dict[str, Any]] = {}
-    counts: dict[int, dict[str, int]] = {}
-    complete: set[int] = set()
-    for one in statement:
-        tags = one.get("tags", {})
-        who, status_class = tags.get("customer_id", ""), tags.get("status_class", "")
-        for epoch, row in _rows([one]).items():
-            if who == "" and not status_class and row.get("complete"):
-                complete.add(epoch)
-            elif who == customer_id and status_class and row.get("n") is not None:
-                counts.setdefault(epoch, {})[status_class] = int(row["n"])
-            elif who == customer_id and not status_class:
+    by_class: dict[int, dict[str, int]] = {}
+    for series in statements[0] if statements else []:
+        status_class = series.get("tags", {}).get("status_class", "")
+        for epoch, row in _rows([series]).items():
+            if not status_class:
                 rollups[epoch] = row
-    settled: dict[date, DayStats | None] = {}
-    for epoch in complete - rollups.keys():
-        settled[datetime.fromtimestamp(epoch, timezone.utc).date()] = None
-    for epoch, row in rollups.items():
-        by_class = counts.get(epoch, {})
-        total = sum(by_class.values())
-        current = row.get("dirty") is not None and row.get("dirty") == row.get("covered")
-        if not current or total == 0 or row.get("median") is None:
-            continue
-        failed = sum(n for name, n in by_class.items() if _class_fails(name, failure_status))
-        day = _day(epoch, total, failed, row)
-        settled[day.date] = day
-    return settled
+            elif row.get("n") is not None:
+                by_class.setdefault(epoch, {})[status_class] = int(row["n"])
+    current, behind = [], []
+    for epoch, now in _rows(statements[1] if len(statements) > 1 else []).items():
+        row, counts = rollups.get(epoch, {}), by_class.get(epoch, {})
+        total = int(now["n"])
+        if row.get("total") == total == sum(counts.values()) and row.get("median") is not None:
+            failed = sum(n for name, n in counts.items() if _class_fails(name, failure_status))
+            current.append(_day(epoch, total, failed, row))
+        else:
+            behind.append(datetime.fromtimestamp(epoch, timezone.utc).date())
+    return current, behind

@@ -12,6 +12,7 @@ from logpipe.influx import InfluxClient
 from logpipe.rollup import (
     DayState,
     Rollups,
+    behind,
     build_query,
     covered_lines,
     marker_lines,
@@ -38,45 +39,40 @@ def test_marks_are_one_point_per_customer_and_day_with_escaped_tags():
         f"requests_daily,customer_id=a dirty=42i {OCT1 + DAY}000000000",
         f"requests_daily,customer_id=b\\ c dirty=42i {OCT1}000000000",
     ]
-    assert covered_lines(OCT1, {"a": 42}, complete=True) == [
-        f"requests_daily,customer_id=a covered=42i {OCT1}000000000",
-        f"requests_daily complete=1i {OCT1}000000000",
+    assert covered_lines(OCT1, {"a": 42}) == [
+        f"requests_daily,customer_id=a covered=42i {OCT1}000000000"
     ]
 
 
 def _scan(rows: dict[str, list[list]]) -> list[dict]:
-    """A scan_query answer: rows of (time, dirty, covered, complete) per customer ("" for
-    the day marks)."""
+    """A scan_query answer: rows of (time, dirty, covered) per customer."""
     return [
         {"name": "requests_daily", "tags": {"customer_id": who, "status_class": ""},
-         "columns": ["time", "dirty", "covered", "complete"], "values": values}
+         "columns": ["time", "dirty", "covered"], "values": values}
         for who, values in rows.items()
     ]  # fmt: skip
 
 
-def test_scan_and_what_to_build():
+def test_what_to_build_is_the_stale_customers_of_closed_days_that_stayed_quiet():
     days = read_scan(
         _scan(
             {
-                "": [[OCT1, None, None, 1], [OCT1 + DAY, None, None, 1]],
-                "a": [
-                    [OCT1, 5, 5, None],
-                    [OCT1 + DAY, 6, 5, None],
-                    [OCT1 + 2 * DAY, 7, None, None],
-                ],
-                "b": [[OCT1, 3, 3, None], [OCT1 + 3 * DAY, 8, None, None]],
+                "a": [[OCT1, 5, 5], [OCT1 + DAY, 6, 5], [OCT1 + 2 * DAY, 7, None]],
+                "b": [[OCT1, 3, 3], [OCT1 + 3 * DAY, 8, None]],
             }
         )
     )
-    assert days[OCT1] == DayState({"a": (5, 5), "b": (3, 3)}, complete=True)
+    assert days[OCT1] == DayState({"a": (5, 5), "b": (3, 3)})
     assert days[OCT1 + DAY].stale() == ["a"]
-    # current and complete: nothing; a backfill: that customer; never built: everyone
-    assert to_build(days, before=OCT1 + 3 * DAY) == {OCT1 + DAY: ["a"], OCT1 + 2 * DAY: ["a"]}
-    # the fourth day is not closed yet
-    assert OCT1 + 3 * DAY not in to_build(days, before=OCT1 + 3 * DAY)
-    # following: only days whose marks have not changed since the last look
-    changed = {**days, OCT1 + DAY: DayState({"a": (9, 5), "b": (3, 3)}, complete=True)}
-    assert to_build(days, before=OCT1 + 3 * DAY, previous=changed) == {OCT1 + 2 * DAY: ["a"]}
+    before = OCT1 + 3 * DAY  # the fourth day is not closed
+    assert to_build(days, before=before, previous=days) == {
+        OCT1 + DAY: ["a"],
+        OCT1 + 2 * DAY: ["a"],
+    }
+    # a day whose marks changed since the last look is still being written: later
+    changed = {**days, OCT1 + DAY: DayState({"a": (9, 5), "b": (3, 3)})}
+    assert to_build(days, before=before, previous=changed) == {OCT1 + 2 * DAY: ["a"]}
+    assert to_build(days, before=before, previous={}) == {}  # the first look
 
 
 def test_a_build_reads_the_marks_before_it_computes():
@@ -87,10 +83,20 @@ def test_a_build_reads_the_marks_before_it_computes():
     )
     assert len(statements) == 5
     assert "INTO requests_daily FROM requests WHERE customer_id = 'it\\'s'" in statements[3]
-    assert "median(latency) AS median" in statements[3]
+    # the total the API checks comes from the same statement as the latencies
+    assert statements[3].startswith("SELECT count(latency) AS total, mean(latency) AS average,")
     assert statements[4].endswith("GROUP BY time(1d), customer_id, status_class")
     answer = [{"tags": {"customer_id": "a"}, "columns": ["time", "dirty"], "values": [[OCT1, 4]]}]
     assert read_marks(answer) == {"a": 4}
+
+
+def test_the_check_finds_rollups_missing_or_behind_the_requests():
+    def series(customer: str, values: list[list[int]]) -> dict:
+        return {"tags": {"customer_id": customer}, "columns": ["time", "n"], "values": values}
+
+    counts = [series("a", [[OCT1, 3], [OCT1 + DAY, 2]]), series("b", [[OCT1, 1]])]
+    totals = [series("a", [[OCT1, 3], [OCT1 + DAY, 1]])]
+    assert behind(counts, totals) == {OCT1: ["b"], OCT1 + DAY: ["a"]}
 
 
 # -- against a real influxd -----------------------------------------------------------------
@@ -157,8 +163,7 @@ def test_a_backfill_is_exact_before_during_and_after_its_rollups(settings, tmp_p
     _check_api(settings, LINES)
 
     assert "built 5 customer-days of 3 days" in _run_rollup(settings)
-    state = _state(settings)
-    assert all(day.complete and not day.stale() for day in state.values())
+    assert not any(day.stale() for day in _state(settings).values())
     _check_api(settings, LINES)
 
     # a late line for a closed day: that customer's day is stale, the answer still exact
@@ -171,6 +176,14 @@ def test_a_backfill_is_exact_before_during_and_after_its_rollups(settings, tmp_p
     assert "built 1 customer-days of 1 days" in _run_rollup(settings)
     _check_api(settings, LINES + BACKFILL)
 
+    # a late line from a writer without marks: the marks say current, the counts do not
+    unmarked = ["2026-10-01 13:00:00 tenant:7 /c 200 0.02"]
+    write_lines(settings, unmarked, salt=7, marks=False)
+    assert not any(day.stale() for day in _state(settings).values())
+    _check_api(settings, LINES + BACKFILL + unmarked)
+    assert "built 1 customer-days of 1 days" in _run_rollup(settings)
+    _check_api(settings, LINES + BACKFILL + unmarked)
+
 
 def _acme_oct2(settings) -> dict:
     uncached = settings.model_copy(update={"cache_ttl": 0})
@@ -179,27 +192,25 @@ def _acme_oct2(settings) -> dict:
     return answer.json()["days"][0]
 
 
-def test_the_api_takes_current_rollups_and_the_points_for_stale_ones(settings, tmp_path):
+def test_the_api_takes_rollups_only_while_they_cover_the_requests_stored(settings, tmp_path):
     log = _log(tmp_path, LINES)
     run_process(settings, "--input", str(log), "--once")
     _run_rollup(settings)
-    true_median = _acme_oct2(settings)["median_latency"]
-    assert true_median == 0.625
-    day = f"{OCT1 + DAY}000000000"
+    assert _acme_oct2(settings)["median_latency"] == 0.625
     with InfluxClient(settings) as client:
-        # a rollup says 9.0: the API shows it, so it reads the rollup, not the points
-        client.write(f"requests_daily,customer_id=acme median=9.0 {day}".encode())
-        assert _acme_oct2(settings)["median_latency"] == 9.0
-        # a new mark (what the processor writes with a backfill): back to the points
-        client.write(f"requests_daily,customer_id=acme dirty=1234i {day}".encode())
-        assert _acme_oct2(settings)["median_latency"] == true_median
+        # a rollup says 9.0: the API shows it, so it reads the rollup, not the requests
+        client.write(f"requests_daily,customer_id=acme median=9.0 {OCT1 + DAY}000000000".encode())
+    assert _acme_oct2(settings)["median_latency"] == 9.0
+    # one more request that day, even unmarked: the rollup no longer counts
+    write_lines(settings, ["2026-10-02 11:00:00 acme /a 200 0.6"], salt=3, marks=False)
+    assert _acme_oct2(settings)["median_latency"] == 0.6
 
 
 def test_rollup_adopts_days_written_without_marks(settings):
     write_lines(settings, LINES, marks=False)  # as an earlier version stored them
     assert _state(settings) == {}
     assert "built 5 customer-days of 3 days" in _run_rollup(settings)
-    assert all(day.complete and not day.stale() for day in _state(settings).values())
+    assert _state(settings) == {}  # still no marks: the rollups are checked by their counts
     _check_api(settings, LINES)
     assert "built 0 customer-days of 0 days" in _run_rollup(settings)
 
@@ -220,13 +231,13 @@ def test_the_following_processor_builds_closed_days_once_caught_up(
             except InfluxRejected:  # no database before the processor's start
                 return False
             return len(state) == 4 and all(
-                s.complete and not s.stale() for day, s in state.items() if day < OCT1 + 3 * DAY
+                not s.stale() for day, s in state.items() if day < OCT1 + 3 * DAY
             )
 
         wait_until(built, timeout=60, what="the rollups of the closed days")
         # today is not closed: marked, never built
         (today_state,) = [s for day, s in _state(settings).items() if day >= OCT1 + 3 * DAY]
-        assert today_state.stale() == ["acme"] and not today_state.complete
+        assert today_state.stale() == ["acme"]
     finally:
         stop_process(process)
     _check_api(settings, LINES)

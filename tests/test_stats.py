@@ -120,55 +120,55 @@ def test_by_customer_query_and_rows():
     ]
 
 
-def test_rollup_query_reads_one_customer_and_the_complete_marks():
+def test_rollup_query_reads_one_customer_and_counts_its_requests_now():
     query = rollup_query("it's", date(2026, 10, 1), date(2026, 10, 2))
-    assert query == (
-        "SELECT * FROM requests_daily WHERE (customer_id = 'it\\'s' OR customer_id = '')"
+    where = (
+        "WHERE customer_id = 'it\\'s'"
         " AND time >= 1790812800000000000 AND time < 1790985600000000000"
-        " GROUP BY customer_id, status_class"
+    )
+    assert query == (
+        f"SELECT * FROM requests_daily {where} GROUP BY status_class; "
+        f"SELECT count(latency) AS n FROM requests {where} GROUP BY time(1d) fill(none)"
     )
 
 
 OCT1, OCT2, OCT3, OCT4 = (1790812800 + n * 86400 for n in range(4))
 
 
-def _rollups(rows: list[list], counts: dict[str, list[list[int]]], complete: list[int]) -> list:
-    """A rollup_query answer: the customer's rollups (time, average, covered, dirty, median,
-    p99), its counts by class and the days marked complete."""
-    columns = ["time", "average", "complete", "covered", "dirty", "median", "n", "p99"]
+def _rollups(rows: list[list], counts: dict[str, list[list[int]]], now: list[list[int]]):
+    """A rollup_query answer: rollups (time, total, average, median, p99), class counts,
+    and the requests counted now per day."""
+    columns = ["time", "average", "covered", "dirty", "median", "n", "p99", "total"]
 
-    def series(customer: str, status_class: str, values: list[list]) -> dict:
-        tags = {"customer_id": customer, "status_class": status_class}
+    def series(status_class: str, values: list[list]) -> dict:
+        tags = {"status_class": status_class}
         return {"name": "requests_daily", "tags": tags, "columns": columns, "values": values}
 
-    own = [[t, avg, None, cov, dirty, med, None, p99] for t, avg, cov, dirty, med, p99 in rows]
-    answer = [series("", "", [[t, None, 1, None, None, None, None, None] for t in complete])]
-    answer.append(series("c", "", own))
-    for status_class, values in counts.items():
-        answer.append(series("c", status_class, [[t] + [None] * 5 + [n, None] for t, n in values]))
-    return answer
+    own = [[t, avg, 1, 1, med, None, p99, total] for t, total, avg, med, p99 in rows]
+    rollups = [series("", own)] + [
+        series(status_class, [[t] + [None] * 4 + [n, None, None] for t, n in values])
+        for status_class, values in counts.items()
+    ]
+    return [rollups, [{"name": "requests", "columns": ["time", "n"], "values": now}]]
 
 
-def test_current_rollups_become_days_and_stale_or_missing_ones_are_left_out():
+def test_rollups_count_only_where_they_cover_exactly_the_requests_stored_now():
     answer = _rollups(
         rows=[
-            [OCT1, 0.5, 7, 7, 0.4, 0.9],  # current
-            [OCT2, 0.5, 7, 8, 0.4, 0.9],  # a backfill since the build
-            [OCT3, None, None, 9, None, None],  # marked, never built
+            [OCT1, 4, 0.5, 0.4, 0.9],  # current
+            [OCT2, 5, 0.5, 0.4, 0.9],  # a late request since the build: 6 now
+            [OCT3, 3, 0.5, 0.4, 0.9],  # its class counts say 2: built while a write landed
         ],
-        counts={"2xx": [[OCT1, 2], [OCT2, 5]], "4xx": [[OCT1, 1]], "5xx": [[OCT1, 1]]},
-        complete=[OCT1, OCT2, OCT4],
+        counts={"2xx": [[OCT1, 2], [OCT2, 5], [OCT3, 2]], "4xx": [[OCT1, 1]], "5xx": [[OCT1, 1]]},
+        now=[[OCT1, 4], [OCT2, 6], [OCT3, 3], [OCT4, 7]],  # OCT4: no rollup yet
     )
-    assert rollup_days(answer, "c", failure_status=500) == {
-        date(2026, 10, 1): DayStats(date(2026, 10, 1), 4, 3, 1, 75.0, 0.5, 0.4, 0.9),
-        date(2026, 10, 4): None,  # complete, and nothing of this customer: no requests
-    }
-    assert rollup_days(answer, "c", failure_status=400)[date(2026, 10, 1)].failed_requests == 2
-    assert rollup_days(answer, "other", failure_status=500) == {
-        date(2026, 10, d): None for d in (1, 2, 4)
-    }
+    current, behind = rollup_days(answer, failure_status=500)
+    assert current == [DayStats(date(2026, 10, 1), 4, 3, 1, 75.0, 0.5, 0.4, 0.9)]
+    assert behind == [date(2026, 10, 2), date(2026, 10, 3), date(2026, 10, 4)]
+    assert rollup_days(answer, failure_status=400)[0][0].failed_requests == 2
 
 
-def test_without_a_complete_mark_a_day_without_rollup_is_unknown():
-    assert rollup_days(_rollups([], {}, complete=[]), "c", failure_status=500) == {}
-    assert rollup_days([], "c", failure_status=500) == {}
+def test_a_rollup_of_a_day_without_requests_now_is_not_an_answer():
+    answer = _rollups([[OCT1, 4, 0.5, 0.4, 0.9]], {"2xx": [[OCT1, 4]]}, now=[])
+    assert rollup_days(answer, failure_status=500) == ([], [])
+    assert rollup_days([], failure_status=500) == ([], [])

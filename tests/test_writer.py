@@ -163,6 +163,22 @@ def test_a_batch_carries_the_marks_of_its_own_points_only(make_writer):
     ]
 
 
+def test_a_refused_mark_costs_no_point(make_writer, tmp_path):
+    """A retention policy ending on a day refuses the mark at its 00:00, not the points."""
+
+    def influx(request: httpx.Request) -> httpx.Response:
+        if b"requests_daily" in request.content:
+            return httpx.Response(400, json={"error": "partial write: beyond retention"})
+        return httpx.Response(204)
+
+    writer, counters, dead = make_writer(influx, marks=True)
+    writer.put((_points(3), {("c0", 0)}))
+    writer.flush()
+    dead.flush()
+    assert (counters.stored, counters.rejected) == (3, 0)
+    assert not dead.path.exists()
+
+
 def test_without_marks_only_points_are_written(make_writer):
     fake = FakeInflux()
     writer, _, _ = make_writer(fake)

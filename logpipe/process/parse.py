@@ -16,7 +16,13 @@ from typing import NamedTuple
 from zoneinfo import ZoneInfo
 
 from logpipe.config import MEASUREMENT
-from logpipe.schema import NS_PER_SECOND, is_valid_customer_id, point_line, point_timestamp
+from logpipe.schema import (
+    NS_PER_SECOND,
+    SECONDS_PER_DAY,
+    is_valid_customer_id,
+    point_line,
+    point_timestamp,
+)
 
 MAX_LINE_BYTES = 64 * 1024
 RAW_LINE_LIMIT = 1024
@@ -29,7 +35,6 @@ _ISO = re.compile(
     r"(?:[.,](\d{1,9}))?"  # fraction
     r"(?:([Zz])|([+-])(\d{2}):?(\d{2}))?"  # Z, +HH:MM, -HHMM or nothing (naive)
 )
-_SECONDS_PER_DAY = 86_400
 _UNIX_DAY_ZERO = date(1970, 1, 1).toordinal()
 
 
@@ -101,7 +106,7 @@ def _day_start(text: str) -> int:
         day = date.fromisoformat(text)
     except ValueError:
         raise ParseError(f"impossible date {text!r}") from None
-    return _remember(_DAYS, text, (day.toordinal() - _UNIX_DAY_ZERO) * _SECONDS_PER_DAY, 4096)
+    return _remember(_DAYS, text, (day.toordinal() - _UNIX_DAY_ZERO) * SECONDS_PER_DAY, 4096)
 
 
 def _second_of_day(text: str) -> int:
@@ -113,7 +118,7 @@ def _second_of_day(text: str) -> int:
     hours, minutes, seconds = (int(part) for part in match.groups())
     if hours > 23 or minutes > 59 or seconds > 59:
         raise ParseError(f"impossible time {text!r}")
-    return _remember(_CLOCKS, text, hours * 3600 + minutes * 60 + seconds, _SECONDS_PER_DAY)
+    return _remember(_CLOCKS, text, hours * 3600 + minutes * 60 + seconds, SECONDS_PER_DAY)
 
 
 @lru_cache(maxsize=4096)
@@ -258,7 +263,7 @@ def _parse_one(
     except ParseError as exc:
         rejects.append(_reject(chunk, offset, str(exc), raw))
         return
-    days.add((request.customer_id, request.epoch_seconds // _SECONDS_PER_DAY * _SECONDS_PER_DAY))
+    days.add((request.customer_id, request.epoch_seconds // SECONDS_PER_DAY * SECONDS_PER_DAY))
     points.append(
         point_line(
             customer_id=request.customer_id,

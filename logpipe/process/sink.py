@@ -206,14 +206,18 @@ class _Writer(threading.Thread):
             except InfluxRejected as exc:
                 if exc.status_code != 400:
                     raise
-                self._split_refused(points, days, exc)
+                if days:
+                    # A mark at 00:00 may be refused where the points are not (a retention
+                    # policy ending that day): the points come first; the API checks
+                    # rollups against the points, so a missed mark costs only speed.
+                    self._write(points, frozenset())
+                else:
+                    self._split_refused(points, exc)
                 return
             self._counters.add(stored=len(points))
             return
 
-    def _split_refused(
-        self, points: list[str], days: frozenset[tuple[str, int]], exc: InfluxRejected
-    ) -> None:
+    def _split_refused(self, points: list[str], exc: InfluxRejected) -> None:
         """A 400: find the refused points by halving (rewriting a stored point is harmless:
         the same point overwrites itself) and dead-letter them with InfluxDB's reason."""
         if len(points) == 1:
@@ -221,8 +225,8 @@ class _Writer(threading.Thread):
             self._counters.add(rejected=1)
             return
         middle = len(points) // 2
-        self._write(points[:middle], days)
-        self._write(points[middle:], days)
+        self._write(points[:middle], frozenset())
+        self._write(points[middle:], frozenset())
 
 
 class _InfluxPartition(StatefulSinkPartition[Parsed, None]):

@@ -16,7 +16,7 @@ import tempfile
 import time
 from collections.abc import AsyncIterator, Callable, Hashable
 from contextlib import ExitStack, asynccontextmanager
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, datetime, timedelta
 from typing import Annotated, Any, NamedTuple
 
 import httpx
@@ -48,6 +48,7 @@ from logpipe.stats import (
     rollup_days,
     rollup_query,
     stats_query,
+    utc_now,
 )
 
 MAX_RANGE_DAYS = 366
@@ -92,10 +93,6 @@ class CustomersOut(BaseModel):
     offset: int
     next_offset: int | None
     """Pass as `offset` for the next page; null on the last page."""
-
-
-def _utc_now() -> datetime:
-    return datetime.now(timezone.utc)
 
 
 def _parse_day(name: str, value: str) -> date:
@@ -155,7 +152,7 @@ def create_app(
     settings: Settings,
     *,
     transport: httpx.AsyncBaseTransport | None = None,
-    now: Callable[[], datetime] = _utc_now,
+    now: Callable[[], datetime] = utc_now,
     shared_dir: pathlib.Path | None = None,
 ) -> FastAPI:
     """The API, with one pooled InfluxDB client for the app's lifetime. Worker processes
@@ -270,32 +267,33 @@ def create_app(
         customer_id: str | None, days: list[date], live: date
     ) -> dict[date, DayStats | None]:
         """The statistics of `days` (in order; None: no requests) in one round trip: closed
-        days from the customer's rollups, the others from the requests. Closed days without
-        a current rollup (a backfill since its last build) take a second one."""
+        days from the customer's rollups where they cover exactly the requests stored, the
+        others from the requests. Closed days whose rollup is missing or behind take a
+        second one."""
         threshold = settings.failure_status
         who = "all" if customer_id is None else f"customer-{customer_id}"
         closed = [day for day in days if day < live]
         # rollups count failures by status class: a threshold inside a class needs the points
         rolled = customer_id if closed and threshold % 100 == 0 else None
-        raw = [day for day in days if not rolled or day >= live]
+        raw = [day for day in days if rolled is None or day >= live]
         statements = [rollup_query(rolled, closed[0], closed[-1])] if rolled else []
         if raw:
             statements.append(stats_query(customer_id, raw[0], raw[-1], failure_status=threshold))
         name = f"days-{who}-{days[0]}-{days[-1]}-{live}"
         answer = await shared_query(name, "; ".join(statements))
         found: dict[date, DayStats | None] = {}
+        behind: list[date] = []
         if rolled:
-            found.update(rollup_days(answer[0], rolled, failure_status=threshold))
-            answer = answer[1:]
+            current, behind = rollup_days(answer[:2], failure_status=threshold)
+            found.update({day.date: day for day in current})
+            answer = answer[2:]
         if raw:
+            found.update({day.date: day for day in day_stats(answer, failure_status=threshold)})
+        if behind:
+            q = stats_query(customer_id, behind[0], behind[-1], failure_status=threshold)
+            answer = await shared_query(f"days-{who}-{behind[0]}-{behind[-1]}-behind", q)
             fetched = {day.date: day for day in day_stats(answer, failure_status=threshold)}
-            found.update({day: fetched.get(day) for day in raw})
-        stale = [day for day in closed if day not in found]
-        if rolled and stale:
-            q = stats_query(customer_id, stale[0], stale[-1], failure_status=threshold)
-            answer = await shared_query(f"days-{who}-{stale[0]}-{stale[-1]}-stale", q)
-            fetched = {day.date: day for day in day_stats(answer, failure_status=threshold)}
-            found.update({day: fetched.get(day) for day in stale})
+            found.update({day: fetched.get(day) for day in behind})
         return {day: found.get(day) for day in days}
 
     async def stats_answer(customer_id: str | None, first: date, last: date) -> Answer:
