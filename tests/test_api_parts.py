@@ -7,13 +7,17 @@ import asyncio
 import multiprocessing
 import os
 import time
+from datetime import datetime, timezone
 from pathlib import Path
 
+import httpx
 import pytest
 
+from logpipe.config import load_settings
 from logpipe.errors import ConfigError
 from logpipe.serve.auth import find_key, parse_api_keys
 from logpipe.serve.cache import HistoryCache, SharedFile, TTLCache
+from tests.conftest import running_api
 
 ADMIN_KEY = "admin-0123456789abcdef"
 ACME_KEY = "acme-0123456789abcdef"
@@ -313,3 +317,24 @@ def test_two_processes_asking_at_once_cause_one_computation(tmp_path):
         worker.join(10)
     assert len(calls.read_text().splitlines()) == 1
     assert answers[0] == answers[1]
+
+
+@pytest.mark.parametrize(("version", "reads_rollups"), [("1.6.7", True), ("2.7.10", False)])
+def test_rollups_are_asked_for_only_where_they_can_exist(version, reads_rollups, tmp_path):
+    """InfluxDB 2.x and 3.x have no SELECT … INTO: one query over the requests, no rollups."""
+    asked: list[str] = []
+
+    def influx(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/ping":
+            return httpx.Response(204, headers={"X-Influxdb-Version": version})
+        q = request.url.params["q"]
+        asked.append(q)
+        return httpx.Response(200, json={"results": [{} for _ in q.split(";")]})
+
+    settings = load_settings(influx_url="http://influx.test", state_dir=tmp_path, cache_ttl=0)
+    now = datetime(2026, 10, 8, 12, tzinfo=timezone.utc)
+    with running_api(settings, transport=httpx.MockTransport(influx), now=lambda: now) as api:
+        answer = api.get("/customers/acme/stats?from_date=2026-10-06&to_date=2026-10-08")
+    assert answer.status_code == 404  # no requests (and no error)
+    (query,) = asked
+    assert ("requests_daily" in query) is reads_rollups

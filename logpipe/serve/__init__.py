@@ -29,6 +29,7 @@ from logpipe import __version__
 from logpipe.config import Settings, env_variable, load_settings
 from logpipe.errors import InfluxRejected, InfluxUnavailable
 from logpipe.influx import AsyncInfluxClient
+from logpipe.rollup import supported
 from logpipe.schema import CUSTOMER_ID_PATTERN
 from logpipe.serve.auth import ADMIN, ApiKey, find_key, parse_api_keys
 from logpipe.serve.cache import HistoryCache, SharedFile, TTLCache
@@ -179,6 +180,7 @@ def create_app(
             settings, transport=transport, timeout=settings.query_timeout
         )
         app.state.query_slots = asyncio.Semaphore(QUERY_SLOTS)
+        app.state.rollups = None  # whether the server can have them: asked on first need
         with ExitStack() as own:
             directory = shared_dir or pathlib.Path(
                 own.enter_context(tempfile.TemporaryDirectory(prefix="logpipe-serve-"))
@@ -275,6 +277,9 @@ def create_app(
         closed = [day for day in days if day < live]
         # rollups count failures by status class: a threshold inside a class needs the points
         rolled = customer_id if closed and threshold % 100 == 0 else None
+        if rolled and app.state.rollups is None:  # only 1.x has SELECT … INTO
+            app.state.rollups = supported(await app.state.influx.ping())
+        rolled = rolled if app.state.rollups else None
         raw = [day for day in days if rolled is None or day >= live]
         statements = [rollup_query(rolled, closed[0], closed[-1])] if rolled else []
         if raw:
