@@ -1,11 +1,13 @@
 """API benchmark: `logpipe serve --workers 2` under 64 concurrent clients, against a bare
 FastAPI app on the same uvicorn settings returning the same JSON from memory, same run.
 
-    python bench/api.py [--lines 1000000] [--seconds 20]
+    python bench/api.py [--lines 1000000] [--seconds 20] [--rounds 2]
 
 Data: 1,000,000 requests over 30 days for 50 customers, stored by `logpipe process --once`,
 then the daily rollups of the closed days built by `logpipe rollup` (timed).
-Load: wrk, 2 threads, 64 connections, each request for a random customer over all 30 days.
+Load: wrk, 2 threads, 64 connections, each request for a random customer over all 30 days;
+the cached API and the ceiling alternately, `--rounds` times each, medians reported; every
+run once InfluxDB is idle. Then cache off: each customer three times, one at a time.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from common import logpipe_env, run_logpipe, settings_for
+from common import logpipe_env, run_logpipe, settings_for, settle
 
 from logpipe.generate import GenerateOptions
 from logpipe.generate import run as generate
@@ -111,25 +113,6 @@ def single_requests(
     return times
 
 
-def settle(pid: int | None, *, below: float = 0.05, timeout: float = 120.0) -> float:
-    """Wait until the process uses less than `below` of a core over a second: InfluxDB
-    compacts what was just written for a while after a load, and a run must measure the
-    API, not that. Returns the seconds waited."""
-    ticks = os.sysconf("SC_CLK_TCK")
-
-    def cpu_seconds() -> float:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / ticks
-
-    started = time.monotonic()
-    while time.monotonic() - started < timeout:
-        before = cpu_seconds()
-        time.sleep(1.0)
-        if cpu_seconds() - before < below:
-            break
-    return time.monotonic() - started
-
-
 def _cache_misses(base: str) -> float:
     """Answers the server computed (cache misses), summed over its worker processes."""
     found = re.search(
@@ -168,6 +151,7 @@ def main() -> dict[str, float]:
     parser.add_argument("--lines", type=int, default=1_000_000)
     parser.add_argument("--seconds", type=int, default=20)
     parser.add_argument("--workers", type=int, default=2, help="uvicorn workers, both apps")
+    parser.add_argument("--rounds", type=int, default=2, help="cache on / ceiling pairs")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         raise SystemExit("the API benchmark needs wrk: apt-get install wrk")
@@ -193,50 +177,54 @@ def main() -> dict[str, float]:
             base = f"http://127.0.0.1:{port}"
             serve = [sys.executable, "-m", "logpipe", "serve", "--port", str(port)]
             serve += ["--workers", str(args.workers)]
+            bare = [sys.executable, "-m", "uvicorn", "bare_app:app", "--app-dir"]
+            bare += [str(Path(__file__).parent), "--port", str(port)]
+            bare += ["--workers", str(args.workers), "--log-level", "warning"]
             probe = f"{base}/customers/cust_1/stats?from_date={first}&to_date={last}"
-            results = {}
-            settled: dict[str, float] = {}
-            for label, ttl in (("cache on", "5"), ("cache off", "0")):
-                env = {**logpipe_env(settings), "LOGPIPE_CACHE_TTL": ttl}
+            answer = work / "answer.json"
+            runs: dict[str, list[dict[str, float]]] = {}
+            # Cache on and the ceiling alternately, `rounds` times: medians of both.
+            for _ in range(args.rounds):
+                env = {**logpipe_env(settings), "LOGPIPE_CACHE_TTL": "5"}
                 server = _server(serve, env, probe)
                 try:
-                    if ttl != "0":
-                        warm_up(base, first, last, computed=args.workers * CUSTOMERS)
-                    settled[label] = settle(influx.pid)
-                    if ttl == "0":
-                        singles = single_requests(base, first, last)
-                    answer = httpx.get(probe).content
-                    results[label] = wrk(base, script, args.seconds)
+                    warm_up(base, first, last, computed=args.workers * CUSTOMERS)
+                    answer.write_bytes(httpx.get(probe).content)
+                    settle(influx.pid)
+                    runs.setdefault("cache on", []).append(wrk(base, script, args.seconds))
                 finally:
                     _stop(server)
-            (work / "answer.json").write_bytes(answer)
-            bare = [sys.executable, "-m", "uvicorn", "bare_app:app", "--app-dir"]
-            bare += [
-                str(Path(__file__).parent),
-                "--port",
-                str(port),
-                "--workers",
-                str(args.workers),
-            ]
-            bare += ["--log-level", "warning"]
-            env = {**os.environ, "BENCH_ANSWER": str(work / "answer.json")}
-            server = _server(bare, env, probe)
+                server = _server(bare, {**os.environ, "BENCH_ANSWER": str(answer)}, probe)
+                try:
+                    warm_up(base, first, last)
+                    settle(influx.pid)
+                    runs.setdefault("ceiling", []).append(wrk(base, script, args.seconds))
+                finally:
+                    _stop(server)
+            server = _server(serve, {**logpipe_env(settings), "LOGPIPE_CACHE_TTL": "0"}, probe)
             try:
-                warm_up(base, first, last)
-                settled["ceiling"] = settle(influx.pid)
-                results["ceiling"] = wrk(base, script, args.seconds)
+                settle(influx.pid)
+                singles = single_requests(base, first, last)
+                runs["cache off"] = [wrk(base, script, args.seconds)]
             finally:
                 _stop(server)
+    results = {
+        label: {key: statistics.median(run[key] for run in each) for key in each[0]}
+        for label, each in runs.items()
+    }
     ceiling = results["ceiling"]["rps"]
     figures["load_s"], figures["rollup_s"] = loaded.seconds, rolled.seconds
     print(
         f"stored by `process --once` in {loaded.seconds:.1f} s; rollups of the closed days"
         f" built by `logpipe rollup` in {rolled.seconds:.1f} s ({rolled.output.strip()})"
     )
-    waits = ", ".join(f"{label} {seconds:.0f} s" for label, seconds in settled.items())
-    print(f"InfluxDB idle (< 5 % of a core) before each run after waiting: {waits}")
     print(f"API under 64 clients, {args.seconds} s each, uvicorn with {args.workers} workers,")
     print(f"random customer of {CUSTOMERS} over {first}..{last} ({args.lines:,} requests stored)")
+    rounds = ", ".join(
+        f"{on['rps']:.0f}/{bare['rps']:.0f}"
+        for on, bare in zip(runs["cache on"], runs["ceiling"], strict=True)
+    )
+    print(f"medians of {args.rounds} alternate rounds (cache on/ceiling req/s: {rounds})")
     print(
         f"  {'':12s} {'req/s':>8s} {'p50 ms':>8s} {'p99 ms':>8s} {'vs ceiling':>10s}"
         f" {'errors':>7s}"

@@ -65,3 +65,22 @@ def run_logpipe(settings: Settings, *args: str) -> ChildRun:
 
 def settings_for(url: str, database: str, state_dir: Path) -> Settings:
     return load_settings(influx_url=url, influx_database=database, state_dir=state_dir)
+
+
+def settle(pid: int | None, *, below: float = 0.05, timeout: float = 120.0) -> float:
+    """Wait until the process uses less than `below` of a core over a second: InfluxDB
+    compacts what was just written for a while after a load, and a run must not measure
+    that. Returns the seconds waited."""
+    ticks = os.sysconf("SC_CLK_TCK")
+
+    def cpu_seconds() -> float:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / ticks
+
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        before = cpu_seconds()
+        time.sleep(1.0)
+        if cpu_seconds() - before < below:
+            break
+    return time.monotonic() - started
