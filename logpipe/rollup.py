@@ -35,8 +35,16 @@ from datetime import date, datetime, timedelta
 from logpipe.config import DAILY_MEASUREMENT, MEASUREMENT, Settings
 from logpipe.errors import ConfigError, LogpipeError
 from logpipe.influx import InfluxClient, Series
-from logpipe.schema import NS_PER_SECOND, SECONDS_PER_DAY, escape_tag, influxql_string
-from logpipe.stats import LATENCY_AGGREGATES, day_ns, live_from, utc_now
+from logpipe.schema import NS_PER_SECOND, escape_tag, influxql_string
+from logpipe.stats import (
+    LATENCY_AGGREGATES,
+    day_ns,
+    days_where,
+    epoch_date,
+    live_from,
+    rows_by_time,
+    utc_now,
+)
 
 log = logging.getLogger(__name__)
 
@@ -87,11 +95,6 @@ class DayState:
         return sorted(c for c, (dirty, covered) in self.marks.items() if dirty != covered)
 
 
-def _day_where(day: int) -> str:
-    start = day * NS_PER_SECOND
-    return f"time >= {start} AND time < {start + SECONDS_PER_DAY * NS_PER_SECOND}"
-
-
 def scan_query() -> str:
     """Every day's marks."""
     return f"SELECT dirty, covered FROM {DAILY_MEASUREMENT} GROUP BY customer_id, status_class"
@@ -104,11 +107,8 @@ def read_scan(statement: list[Series]) -> dict[int, DayState]:
         tags = series.get("tags", {})
         if tags.get("status_class") or not tags.get("customer_id"):
             continue
-        columns = series["columns"]
-        for values in series.get("values", []):
-            row = dict(zip(columns, values, strict=True))
-            day_marks = marks.setdefault(int(row["time"]), {})
-            day_marks[tags["customer_id"]] = (row.get("dirty"), row.get("covered"))
+        for day, row in rows_by_time([series]).items():
+            marks.setdefault(day, {})[tags["customer_id"]] = (row.get("dirty"), row.get("covered"))
     return {day: DayState(marks[day]) for day in sorted(marks)}
 
 
@@ -129,7 +129,7 @@ def build_query(day: int, customers: Iterable[str]) -> str:
     """InfluxQL that reads the day's marks, then computes the customers' rollups INTO the
     daily measurement: the total in the same statement as the latencies (the API checks
     it), and the counts by status class (they must add up to the total)."""
-    where = _day_where(day)
+    where = days_where(epoch_date(day), epoch_date(day))
     statements = [f"SELECT dirty FROM {DAILY_MEASUREMENT} WHERE {where} GROUP BY customer_id"]
     for customer in customers:
         own = f"customer_id = {influxql_string(customer)} AND {where}"
@@ -142,34 +142,29 @@ def build_query(day: int, customers: Iterable[str]) -> str:
     return "; ".join(statements)
 
 
-def read_marks(statement: list[Series]) -> dict[str, int]:
-    """{customer: dirty mark} from build_query's first statement."""
-    marks = {}
+def _per_customer_day(statement: list[Series]) -> dict[tuple[str, int], int]:
+    """{(customer, epoch): value} of a one-field statement grouped by customer_id."""
+    found = {}
     for series in statement:
         customer = series.get("tags", {}).get("customer_id", "")
-        for _, dirty in series.get("values", []):
-            if customer and dirty is not None:
-                marks[customer] = int(dirty)
-    return marks
+        for epoch, value in series.get("values", []):
+            if customer and value is not None:
+                found[customer, int(epoch)] = int(value)
+    return found
+
+
+def read_marks(statement: list[Series]) -> dict[str, int]:
+    """{customer: dirty mark} from build_query's first statement (one day)."""
+    return {customer: mark for (customer, _), mark in _per_customer_day(statement).items()}
 
 
 def behind(counts: list[Series], totals: list[Series]) -> dict[int, list[str]]:
     """The customers of each day whose rollup total (`totals`: SELECT total … GROUP BY
     customer_id) differs from the requests counted (`counts`: count … GROUP BY time(1d),
     customer_id)."""
-
-    def per_customer_day(statement: list[Series]) -> dict[tuple[str, int], int]:
-        found = {}
-        for series in statement:
-            customer = series.get("tags", {}).get("customer_id", "")
-            for epoch, value in series.get("values", []):
-                if customer and value is not None:
-                    found[customer, int(epoch)] = int(value)
-        return found
-
-    rolled = per_customer_day(totals)
+    rolled = _per_customer_day(totals)
     wanted: dict[int, list[str]] = {}
-    for (customer, day), n in sorted(per_customer_day(counts).items()):
+    for (customer, day), n in sorted(_per_customer_day(counts).items()):
         if rolled.get((customer, day)) != n:
             wanted.setdefault(day, []).append(customer)
     return wanted
@@ -196,8 +191,8 @@ class Rollups:
         (first,) = self._client.query(f"SELECT first(latency) FROM {MEASUREMENT}")
         if not first:
             return {}
-        start = int(first[0]["values"][0][0]) // SECONDS_PER_DAY * SECONDS_PER_DAY
-        span = f"time >= {start * NS_PER_SECOND} AND time < {self.closed_before() * NS_PER_SECOND}"
+        last_closed = live_from(self._now()) - timedelta(days=1)
+        span = days_where(epoch_date(int(first[0]["values"][0][0])), last_closed)
         counts, totals = self._client.query(
             f"SELECT count(latency) FROM {MEASUREMENT} WHERE {span}"
             " GROUP BY time(1d), customer_id fill(none);"
@@ -225,13 +220,9 @@ class Rollups:
             try:
                 self.build(day, customers)
             except Exception as exc:  # one bad day must not stop the rest
-                log.warning("rollups of %s not built: %s", _date(day), exc)
-                failed.append(_date(day))
+                log.warning("rollups of %s not built: %s", epoch_date(day), exc)
+                failed.append(epoch_date(day))
         return failed
-
-
-def _date(day: int) -> date:
-    return date(1970, 1, 1) + timedelta(days=day // SECONDS_PER_DAY)
 
 
 class Follower(threading.Thread):

@@ -55,6 +55,16 @@ def day_ns(day: date) -> int:
     )
 
 
+def days_where(first: date, last: date) -> str:
+    """The InfluxQL time condition of the whole UTC days first..last."""
+    return f"time >= {day_ns(first)} AND time < {day_ns(last + timedelta(days=1))}"
+
+
+def epoch_date(epoch: int) -> date:
+    """The UTC day of an epoch second (InfluxDB answers with epoch=s)."""
+    return datetime.fromtimestamp(epoch, timezone.utc).date()
+
+
 def stats_query(
     customer_id: str | None,
     first: date,
@@ -71,7 +81,7 @@ def stats_query(
     and, for a threshold like 500, the failures; and only for a threshold inside a class
     (e.g. 450) a count of that class's failing part.
     """
-    where = f"time >= {day_ns(first)} AND time < {day_ns(last + timedelta(days=1))}"
+    where = days_where(first, last)
     if customer_id is not None:
         where = f"customer_id = {influxql_string(customer_id)} AND {where}"
     by = "time(1d), customer_id" if by_customer else "time(1d)"
@@ -109,7 +119,8 @@ def customer_totals(statements: list[list[dict[str, Any]]]) -> list[tuple[str, i
     return sorted(totals)
 
 
-def _rows(series: list[dict[str, Any]]) -> dict[int, dict[str, Any]]:
+def rows_by_time(series: list[dict[str, Any]]) -> dict[int, dict[str, Any]]:
+    """Each row of the series as {column: value}, by its time (epoch seconds)."""
     rows: dict[int, dict[str, Any]] = {}
     for one in series:
         columns = one["columns"]
@@ -140,7 +151,7 @@ def _class_counts(series: list[dict[str, Any]], failure_status: int) -> dict[int
 
 def _day(epoch: int, total: int, failed: int, latencies: dict[str, Any]) -> DayStats:
     return DayStats(
-        date=datetime.fromtimestamp(epoch, timezone.utc).date(),
+        date=epoch_date(epoch),
         total_requests=total,
         successful_requests=total - failed,
         failed_requests=failed,
@@ -153,9 +164,9 @@ def _day(epoch: int, total: int, failed: int, latencies: dict[str, Any]) -> DayS
 
 def day_stats(statements: list[list[dict[str, Any]]], *, failure_status: int) -> list[DayStats]:
     """Turn stats_query's answer (epoch=s) into one DayStats per day with requests."""
-    latencies = _rows(statements[0]) if statements else {}
+    latencies = rows_by_time(statements[0]) if statements else {}
     counts = _class_counts(statements[1] if len(statements) > 1 else [], failure_status)
-    partial = _rows(statements[2]) if len(statements) > 2 else {}
+    partial = rows_by_time(statements[2]) if len(statements) > 2 else {}
     days = []
     for epoch in sorted(latencies):
         total, failed = counts.get(epoch, [0, 0])
@@ -184,10 +195,7 @@ def day_stats_by_customer(
 def rollup_query(customer_id: str, first: date, last: date) -> str:
     """InfluxQL for one customer's daily rollups of the days first..last, and for the number
     of requests each of those days has now, to check the rollups against."""
-    where = (
-        f"customer_id = {influxql_string(customer_id)}"
-        f" AND time >= {day_ns(first)} AND time < {day_ns(last + timedelta(days=1))}"
-    )
+    where = f"customer_id = {influxql_string(customer_id)} AND {days_where(first, last)}"
     return (
         f"SELECT * FROM {DAILY_MEASUREMENT} WHERE {where} GROUP BY status_class; "
         f"SELECT count(latency) AS n FROM {MEASUREMENT} WHERE {where} GROUP BY time(1d) fill(none)"
@@ -211,18 +219,18 @@ def rollup_days(
     by_class: dict[int, dict[str, int]] = {}
     for series in statements[0] if statements else []:
         status_class = series.get("tags", {}).get("status_class", "")
-        for epoch, row in _rows([series]).items():
+        for epoch, row in rows_by_time([series]).items():
             if not status_class:
                 rollups[epoch] = row
             elif row.get("n") is not None:
                 by_class.setdefault(epoch, {})[status_class] = int(row["n"])
     current, behind = [], []
-    for epoch, now in _rows(statements[1] if len(statements) > 1 else []).items():
+    for epoch, now in rows_by_time(statements[1] if len(statements) > 1 else []).items():
         row, counts = rollups.get(epoch, {}), by_class.get(epoch, {})
         total = int(now["n"])
         if row.get("total") == total == sum(counts.values()) and row.get("median") is not None:
             failed = sum(n for name, n in counts.items() if _class_fails(name, failure_status))
             current.append(_day(epoch, total, failed, row))
         else:
-            behind.append(datetime.fromtimestamp(epoch, timezone.utc).date())
+            behind.append(epoch_date(epoch))
     return current, behind

@@ -142,8 +142,9 @@ def run(
         marks=supported(version),
     )
     # one process of a cluster builds; the others' marks are in InfluxDB for it to see
-    rollups = Follower(settings, lambda: counters.lag_bytes)
-    if not once and not process_id and supported(version) and settings.rollup_interval > 0:
+    builds = not once and not process_id and supported(version) and settings.rollup_interval > 0
+    rollups = Follower(settings, lambda: counters.lag_bytes) if builds else None
+    if rollups:
         rollups.start()
     status_name = PROCESS_STATUS if process_id is None else f"process-{process_id}.json"
     with StatusReporter(counters, settings.state_dir / status_name):
@@ -164,6 +165,7 @@ def run(
                 raise
             log.info("stopped by a signal; the next run resumes from the last snapshot")
         finally:
-            rollups.stop()
+            if rollups:
+                rollups.stop()
             dead.close()
     return counters

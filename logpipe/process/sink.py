@@ -75,8 +75,8 @@ class _Writer(threading.Thread):
     up to IN_FLIGHT batches at once, so InfluxDB always has the next batch at hand.
 
     With `marks`, every write also carries a fresh rollup mark for each (customer, day) its
-    points may touch (see logpipe.rollup): in the same body, so that no point of a closed
-    day lands without making that day's rollup stale."""
+    points may touch, in the same body: what tells the builder which rollups to build again
+    (see logpipe.rollup)."""
 
     def __init__(
         self,

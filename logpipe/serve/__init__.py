@@ -180,7 +180,7 @@ def create_app(
             settings, transport=transport, timeout=settings.query_timeout
         )
         app.state.query_slots = asyncio.Semaphore(QUERY_SLOTS)
-        app.state.rollups = None  # whether the server can have them: asked on first need
+        app.state.rollups = None  # see rollups_readable
         with ExitStack() as own:
             directory = shared_dir or pathlib.Path(
                 own.enter_context(tempfile.TemporaryDirectory(prefix="logpipe-serve-"))
@@ -265,6 +265,12 @@ def create_app(
         days = {customer: {day.date: day for day in days} for customer, days in grouped.items()}
         return Recent(written, days)
 
+    async def rollups_readable() -> bool:
+        """Whether the server can hold rollups (only 1.x has SELECT … INTO): asked once."""
+        if app.state.rollups is None:
+            app.state.rollups = supported(await app.state.influx.ping())
+        return bool(app.state.rollups)
+
     async def fetch(
         customer_id: str | None, days: list[date], live: date
     ) -> dict[date, DayStats | None]:
@@ -274,18 +280,22 @@ def create_app(
         second one."""
         threshold = settings.failure_status
         who = "all" if customer_id is None else f"customer-{customer_id}"
+
+        def by_date(answer: list[list[dict[str, Any]]]) -> dict[date, DayStats]:
+            return {day.date: day for day in day_stats(answer, failure_status=threshold)}
+
         closed = [day for day in days if day < live]
         # rollups count failures by status class: a threshold inside a class needs the points
         rolled = customer_id if closed and threshold % 100 == 0 else None
-        if rolled and app.state.rollups is None:  # only 1.x has SELECT … INTO
-            app.state.rollups = supported(await app.state.influx.ping())
-        rolled = rolled if app.state.rollups else None
+        if rolled and not await rollups_readable():
+            rolled = None
         raw = [day for day in days if rolled is None or day >= live]
         statements = [rollup_query(rolled, closed[0], closed[-1])] if rolled else []
         if raw:
             statements.append(stats_query(customer_id, raw[0], raw[-1], failure_status=threshold))
-        name = f"days-{who}-{days[0]}-{days[-1]}-{live}"
-        answer = await shared_query(name, "; ".join(statements))
+        answer = await shared_query(
+            f"days-{who}-{days[0]}-{days[-1]}-{live}", "; ".join(statements)
+        )
         found: dict[date, DayStats | None] = {}
         behind: list[date] = []
         if rolled:
@@ -293,11 +303,10 @@ def create_app(
             found.update({day.date: day for day in current})
             answer = answer[2:]
         if raw:
-            found.update({day.date: day for day in day_stats(answer, failure_status=threshold)})
+            found.update(by_date(answer))
         if behind:
             q = stats_query(customer_id, behind[0], behind[-1], failure_status=threshold)
-            answer = await shared_query(f"days-{who}-{behind[0]}-{behind[-1]}-behind", q)
-            fetched = {day.date: day for day in day_stats(answer, failure_status=threshold)}
+            fetched = by_date(await shared_query(f"days-{who}-{behind[0]}-{behind[-1]}-behind", q))
             found.update({day: fetched.get(day) for day in behind})
         return {day: found.get(day) for day in days}
 
