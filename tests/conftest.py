@@ -11,7 +11,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -84,13 +84,16 @@ def write_lines(
             client.write("\n".join(marked + parsed.points).encode())
 
 
-@contextmanager
-def running_api(settings: Settings, **app_options: Any) -> Iterator[httpx.Client]:
+def running_api(settings: Settings, **app_options: Any) -> AbstractContextManager[httpx.Client]:
     """The real app on uvicorn in a thread, on a free port; yields a client for it."""
+    return serving(create_app(settings, **app_options))
+
+
+@contextmanager
+def serving(app: Any) -> Iterator[httpx.Client]:
+    """`app` on uvicorn in a thread, on a free port; yields a client for it."""
     port = free_port()
-    config = uvicorn.Config(
-        create_app(settings, **app_options), host="127.0.0.1", port=port, log_level="warning"
-    )
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning")
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()

@@ -17,6 +17,7 @@ from datetime import date, datetime, timedelta, timezone
 import httpx
 import pytest
 import schemathesis
+from fastapi import Request
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import SecretStr
@@ -25,7 +26,8 @@ from logpipe.config import load_settings
 from logpipe.influx import InfluxClient
 from logpipe.influxd import free_port
 from logpipe.rollup import Rollups
-from tests.conftest import running_api, wait_until, write_lines
+from logpipe.serve import _caller, create_app
+from tests.conftest import running_api, serving, wait_until, write_lines
 from tests.reference import daily_stats_of
 
 NOW = datetime(2026, 10, 8, 0, 30, tzinfo=timezone.utc)  # yesterday may still change
@@ -279,6 +281,58 @@ def test_100_concurrent_identical_requests_cause_one_query(module_settings, load
         assert len({r.content for r in responses}) == 1
         assert responses[0].headers["Cache-Control"] == "max-age=30, stale-while-revalidate=30"
         assert _misses(client) - before == 1
+
+
+def _counted(text: str, series: str) -> float:
+    found = re.search(re.escape(series) + r" (\S+)", text)
+    return float(found.group(1)) if found else 0.0
+
+
+def test_a_request_answered_before_skips_the_framework_not_the_access_check(
+    module_settings, loaded
+):
+    keys = f"{ADMIN_KEY}=*,{ACME_KEY}=acme-corp.eu"
+    cached = module_settings.model_copy(update={"cache_ttl": 30, "api_keys": SecretStr(keys)})
+    app = create_app(cached, now=lambda: NOW)
+    framework = []
+
+    async def counting_caller(request: Request):
+        framework.append(request.url.path)
+        return await _caller(request)
+
+    app.dependency_overrides[_caller] = counting_caller
+    own = "/customers/acme-corp.eu/stats?from_date=2026-10-05"
+    other = "/customers/tenant:7/stats?from_date=2026-10-05"
+    route = 'logpipe_api_requests_total{method="GET",route="/customers/{customer_id}/stats",'
+    with serving(app) as client:
+        before = client.get("/metrics").text
+        first = client.get(own, headers=_as(ACME_KEY))
+        again = client.get(own, headers=_as(ACME_KEY))
+        assert framework == ["/customers/acme-corp.eu/stats"]  # the second one skipped it
+        after = client.get("/metrics").text
+        # the same answer, the same headers, the same metrics
+        assert again.status_code == first.status_code == 200
+        assert again.content == first.content
+        for header in ("content-type", "content-length", "cache-control"):
+            assert again.headers[header] == first.headers[header]
+        assert first.headers["cache-control"].startswith("private, max-age=30")
+        ok = route + 'status="200"}'
+        assert _counted(after, ok) - _counted(before, ok) == 2
+        hit = 'logpipe_api_cache_lookups_total{result="hit"}'
+        assert _counted(after, hit) - _counted(before, hit) == 1
+        # every caller is checked on every request, learned or not
+        assert client.get(own).status_code == 401
+        assert client.get(own, headers=_as(ACME_KEY + "x")).status_code == 401
+        assert client.get(own, headers=_as(ADMIN_KEY)).status_code == 200
+        assert client.get(other, headers=_as(ADMIN_KEY)).status_code == 200
+        assert client.get(other, headers=_as(ACME_KEY)).status_code == 403
+        assert client.get("/stats?from_date=2026-10-05", headers=_as(ADMIN_KEY)).status_code == 200
+        assert client.get("/stats?from_date=2026-10-05", headers=_as(ACME_KEY)).status_code == 403
+        framework.clear()
+        for _ in range(2):  # learned by the admin's requests above
+            assert client.get(other, headers=_as(ADMIN_KEY)).status_code == 200
+            assert client.get(own, headers=_as(ADMIN_KEY)).status_code == 200
+        assert framework == []
 
 
 # -- InfluxDB down or slow ---------------------------------------------------------------------

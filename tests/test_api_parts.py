@@ -100,6 +100,37 @@ def test_stale_answers_are_served_while_one_refresh_runs_then_expire():
     assert len(calls) == 3
 
 
+def test_fresh_gives_only_a_computed_answer_within_its_ttl():
+    clock = Clock()
+    release = asyncio.Event()
+
+    async def compute():
+        await release.wait()
+        return "answer"
+
+    async def failing():
+        raise RuntimeError("InfluxDB down")
+
+    async def main():
+        cache = TTLCache(5.0, clock=clock, jitter=0)
+        assert cache.fresh("k") is None  # never asked
+        waiting = asyncio.ensure_future(cache.get("k", compute))
+        await asyncio.sleep(0)
+        seen = [cache.fresh("k")]  # being computed
+        release.set()
+        await waiting
+        clock.now = 4.9
+        seen.append(cache.fresh("k"))
+        clock.now = 5.0
+        seen.append(cache.fresh("k"))  # stale: left to `get`, which refreshes it
+        with pytest.raises(RuntimeError):
+            await cache.get("failed", failing)
+        seen.append(cache.fresh("failed"))
+        return seen
+
+    assert asyncio.run(main()) == [None, "answer", None, None]
+
+
 def test_failures_are_not_kept_and_ttl_0_turns_the_cache_off():
     calls = []
 

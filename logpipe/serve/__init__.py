@@ -31,8 +31,9 @@ from logpipe.errors import InfluxRejected, InfluxUnavailable
 from logpipe.influx import AsyncInfluxClient
 from logpipe.rollup import supported
 from logpipe.schema import CUSTOMER_ID_PATTERN
-from logpipe.serve.auth import ADMIN, ApiKey, find_key, parse_api_keys
+from logpipe.serve.auth import ADMIN, ApiKey, bearer_secret, find_key, parse_api_keys
 from logpipe.serve.cache import HistoryCache, SharedFile, TTLCache
+from logpipe.serve.hits import Answer, CachedHits
 from logpipe.serve.metrics import (
     CACHE_LOOKUPS,
     QUERY_SECONDS,
@@ -60,9 +61,6 @@ RETRY_AFTER_SECONDS = 5
 SHARED_DIR_VARIABLE = "LOGPIPE_SERVE_SHARED_DIR"
 """Where `serve --workers N` tells its workers to share the recent-days snapshot."""
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
-
-Answer = tuple[int, bytes]
-"""A rendered answer: HTTP status and JSON body, as the cache keeps it."""
 
 
 class Recent(NamedTuple):
@@ -133,10 +131,10 @@ async def _caller(request: Request) -> ApiKey:
     if keys is None:
         return ADMIN
     challenge = {"WWW-Authenticate": "Bearer"}
-    scheme, _, presented = request.headers.get("authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not presented:
+    presented = bearer_secret(request.headers.get("authorization", ""))
+    if presented is None:
         raise HTTPException(401, "send the header Authorization: Bearer <API key>", challenge)
-    key = find_key(keys, presented.strip())
+    key = find_key(keys, presented)
     if key is None:
         raise HTTPException(401, "unknown API key", challenge)
     return key
@@ -167,6 +165,10 @@ def create_app(
         settings.cache_ttl, jitter=0, age=lambda snapshot: time.monotonic() - snapshot.written
     )
     history = HistoryCache(settings.history_cache_ttl if settings.cache_ttl > 0 else 0)
+
+    def today() -> date:
+        return now().date()
+
     ttl = int(settings.cache_ttl)
     cache_control = (
         f"{'private, ' if keys else ''}max-age={ttl}, stale-while-revalidate={ttl}"
@@ -199,7 +201,9 @@ def create_app(
         description="Per-customer daily request statistics, computed inside InfluxDB.",
         lifespan=lifespan,
     )
-    app.add_middleware(MetricsMiddleware)
+    hits = CachedHits(cache, keys=keys, today=today, cache_control=cache_control)
+    app.add_middleware(hits.around)
+    app.add_middleware(MetricsMiddleware)  # outermost: it times and counts the hits too
     app.state.api_keys = keys
 
     @app.exception_handler(InfluxUnavailable)
@@ -251,9 +255,6 @@ def create_app(
             media_type="application/json",
             headers={"Cache-Control": cache_control},
         )
-
-    def today() -> date:
-        return now().date()
 
     async def recent_days(since: date, until: date) -> Recent:
         """Every customer's statistics of the days since..until, one query for all workers."""
@@ -343,6 +344,13 @@ def create_app(
         }
         return 200, _json(document)
 
+    async def stats_response(
+        request: Request, customer_id: str | None, first: date, last: date
+    ) -> Response:
+        key = ("stats", customer_id, first, last)
+        hits.learn(request, key, customer_id)  # the same request again: answered by `hits`
+        return await answer(key, lambda: stats_answer(customer_id, first, last))
+
     no_requests: dict[int | str, dict[str, Any]] = {
         404: {"description": "No requests in the range"}
     }
@@ -356,6 +364,7 @@ def create_app(
         dependencies=guarded,
     )
     async def customer_stats(
+        request: Request,
         who: Caller,
         customer_id: Annotated[str, Path(pattern=CUSTOMER_ID_PATTERN, max_length=128)],
         from_date: FromDate = None,
@@ -371,13 +380,11 @@ def create_app(
         if not who.may_see(customer_id):
             raise HTTPException(403, f"this API key may not see customer {customer_id}")
         first, last = date_range(from_date or from_, to_date or to, today=today())
-        return await answer(
-            ("customer", customer_id, first, last),
-            lambda: stats_answer(customer_id, first, last),
-        )
+        return await stats_response(request, customer_id, first, last)
 
     @app.get("/stats", response_model=StatsOut, responses=no_requests, dependencies=guarded)
     async def all_stats(
+        request: Request,
         who: Caller,
         from_date: FromDate = None,
         to_date: ToDate = None,
@@ -391,7 +398,7 @@ def create_app(
         if who.customer_id is not None:
             raise HTTPException(403, "this API key may see only its own customer")
         first, last = date_range(from_date or from_, to_date or to, today=today())
-        return await answer(("all", first, last), lambda: stats_answer(None, first, last))
+        return await stats_response(request, None, first, last)
 
     @app.get("/customers", response_model=CustomersOut, dependencies=guarded)
     async def customers(

@@ -20,7 +20,8 @@ class ApiKey:
     def __repr__(self) -> str:  # never print the secret
         return f"ApiKey(customer_id={self.customer_id!r})"
 
-    def may_see(self, customer_id: str) -> bool:
+    def may_see(self, customer_id: str | None) -> bool:
+        """Whether this key may see `customer_id` (None: all customers, admin keys only)."""
         return self.customer_id is None or self.customer_id == customer_id
 
 
@@ -44,6 +45,13 @@ def parse_api_keys(text: str) -> list[ApiKey]:
     if not keys:
         raise ConfigError("api_keys is set but names no key")
     return keys
+
+
+def bearer_secret(authorization: str) -> str | None:
+    """The key in an `Authorization: Bearer <key>` header; None when it has none."""
+    scheme, _, presented = authorization.partition(" ")
+    presented = presented.strip()
+    return presented if scheme.lower() == "bearer" and presented else None
 
 
 def find_key(keys: list[ApiKey], presented: str) -> ApiKey | None:

@@ -87,6 +87,13 @@ class TTLCache(Generic[T]):
             del self._entries[next(iter(self._entries))]
         return await asyncio.shield(entry.task), False
 
+    def fresh(self, key: Hashable) -> T | None:
+        """The answer kept for `key` if it is computed and fresh, without computing anything."""
+        entry = self._entries.get(key)
+        if entry is None or not entry.task.done() or self._clock() >= entry.fresh_until:
+            return None
+        return entry.task.result()
+
     def _start(
         self, key: Hashable, stale: _Entry[T] | None, compute: Callable[[], Awaitable[T]]
     ) -> asyncio.Future[T]:
