@@ -288,19 +288,25 @@ def _counted(text: str, series: str) -> float:
     return float(found.group(1)) if found else 0.0
 
 
+def _framework_calls(app) -> list[str]:
+    """The paths of the requests that reach FastAPI's routes, from now on."""
+    calls = []
+
+    async def counting_caller(request: Request):
+        calls.append(request.url.path)
+        return await _caller(request)
+
+    app.dependency_overrides[_caller] = counting_caller
+    return calls
+
+
 def test_a_request_answered_before_skips_the_framework_not_the_access_check(
     module_settings, loaded
 ):
     keys = f"{ADMIN_KEY}=*,{ACME_KEY}=acme-corp.eu"
     cached = module_settings.model_copy(update={"cache_ttl": 30, "api_keys": SecretStr(keys)})
     app = create_app(cached, now=lambda: NOW)
-    framework = []
-
-    async def counting_caller(request: Request):
-        framework.append(request.url.path)
-        return await _caller(request)
-
-    app.dependency_overrides[_caller] = counting_caller
+    framework = _framework_calls(app)
     own = "/customers/acme-corp.eu/stats?from_date=2026-10-05"
     other = "/customers/tenant:7/stats?from_date=2026-10-05"
     route = 'logpipe_api_requests_total{method="GET",route="/customers/{customer_id}/stats",'
@@ -333,6 +339,29 @@ def test_a_request_answered_before_skips_the_framework_not_the_access_check(
             assert client.get(other, headers=_as(ADMIN_KEY)).status_code == 200
             assert client.get(own, headers=_as(ADMIN_KEY)).status_code == 200
         assert framework == []
+
+
+def test_only_fresh_answers_of_short_requests_skip_the_framework(module_settings, loaded):
+    quick = module_settings.model_copy(update={"cache_ttl": 1})  # and no keys
+    app = create_app(quick, now=lambda: NOW)
+    framework = _framework_calls(app)
+    found = "/customers/tenant:7/stats?from_date=2026-10-05"
+    nobody = "/customers/nobody/stats?from_date=2026-10-05"
+    padded = found + "&pad=" + "x" * 300  # FastAPI ignores it; too long to be remembered
+    with serving(app) as client:
+        answers = [client.get(url) for url in (found, found, nobody, nobody, padded, padded)]
+        assert framework == [
+            "/customers/tenant:7/stats",
+            "/customers/nobody/stats",
+            "/customers/tenant:7/stats",
+            "/customers/tenant:7/stats",
+        ]
+        assert [a.status_code for a in answers] == [200, 200, 404, 404, 200, 200]
+        assert answers[3].content == answers[2].content and b"no requests" in answers[3].content
+        assert answers[3].headers["cache-control"] == answers[2].headers["cache-control"]
+        time.sleep(1.1)  # stale: served while FastAPI's path refreshes it
+        assert client.get(found).content == answers[0].content
+        assert framework[4:] == ["/customers/tenant:7/stats"]
 
 
 # -- InfluxDB down or slow ---------------------------------------------------------------------

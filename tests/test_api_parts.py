@@ -131,6 +131,27 @@ def test_fresh_gives_only_a_computed_answer_within_its_ttl():
     assert asyncio.run(main()) == [None, "answer", None, None]
 
 
+def test_fresh_gives_a_refreshed_answer_once_its_refresh_is_done():
+    clock = Clock()
+    answers = iter(["first", "second"])
+
+    async def compute():
+        await asyncio.sleep(0)
+        return next(answers)
+
+    async def main():
+        cache = TTLCache(5.0, clock=clock, jitter=0)
+        await cache.get("k", compute)
+        clock.now = 6.0
+        served, _ = await cache.get("k", compute)  # stale: served, refresh started
+        seen = [served, cache.fresh("k")]
+        await asyncio.sleep(0.01)
+        seen.append(cache.fresh("k"))
+        return seen
+
+    assert asyncio.run(main()) == ["first", None, "second"]
+
+
 def test_failures_are_not_kept_and_ttl_0_turns_the_cache_off():
     calls = []
 

@@ -345,10 +345,10 @@ def create_app(
         return 200, _json(document)
 
     async def stats_response(
-        request: Request, customer_id: str | None, first: date, last: date
+        request: Request, customer_id: str | None, first: date, last: date, day: date
     ) -> Response:
         key = ("stats", customer_id, first, last)
-        hits.learn(request, key, customer_id)  # the same request again: answered by `hits`
+        hits.learn(request, key, customer_id, day)  # the same request again: answered by `hits`
         return await answer(key, lambda: stats_answer(customer_id, first, last))
 
     no_requests: dict[int | str, dict[str, Any]] = {
@@ -379,8 +379,9 @@ def create_app(
         """
         if not who.may_see(customer_id):
             raise HTTPException(403, f"this API key may not see customer {customer_id}")
-        first, last = date_range(from_date or from_, to_date or to, today=today())
-        return await stats_response(request, customer_id, first, last)
+        day = today()
+        first, last = date_range(from_date or from_, to_date or to, today=day)
+        return await stats_response(request, customer_id, first, last, day)
 
     @app.get("/stats", response_model=StatsOut, responses=no_requests, dependencies=guarded)
     async def all_stats(
@@ -397,8 +398,9 @@ def create_app(
         """
         if who.customer_id is not None:
             raise HTTPException(403, "this API key may see only its own customer")
-        first, last = date_range(from_date or from_, to_date or to, today=today())
-        return await stats_response(request, None, first, last)
+        day = today()
+        first, last = date_range(from_date or from_, to_date or to, today=day)
+        return await stats_response(request, None, first, last, day)
 
     @app.get("/customers", response_model=CustomersOut, dependencies=guarded)
     async def customers(

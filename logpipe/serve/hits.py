@@ -11,7 +11,7 @@ refresh, a caller to refuse) goes on to FastAPI, so the two paths cannot disagre
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Mapping
 from datetime import date
 from typing import Any, NamedTuple
 
@@ -20,6 +20,10 @@ from starlette.requests import Request
 from logpipe.serve.auth import ApiKey, bearer_secret, find_key
 from logpipe.serve.cache import TTLCache
 from logpipe.serve.metrics import CACHE_LOOKUPS
+
+MAX_QUERY_BYTES = 256
+"""Longer query strings are not learned: FastAPI ignores unknown parameters, so a client
+could otherwise fill the table with padding (uvicorn accepts 64 KiB)."""
 
 Answer = tuple[int, bytes]
 """A rendered answer: HTTP status and JSON body, as the cache keeps it."""
@@ -54,20 +58,24 @@ class CachedHits:
             (b"cache-control", cache_control.encode()),
         ]
         self._max_entries = max_entries
-        self._learned: dict[tuple[str, bytes, date], _Learned] = {}
+        self._learned: dict[tuple[str, str, bytes, date], _Learned] = {}
         self._app: Any = None
 
     def around(self, app: Any) -> CachedHits:
         self._app = app
         return self
 
-    def learn(self, request: Request, key: Hashable, customer_id: str | None) -> None:
-        """`request`, validated by FastAPI, has the answer cached under `key`."""
-        if self._cache.ttl <= 0:
-            return
+    @staticmethod
+    def _request(scope: Mapping[str, Any], day: date) -> tuple[str, str, bytes, date]:
+        return scope.get("root_path", ""), scope["path"], scope["query_string"], day
+
+    def learn(self, request: Request, key: Hashable, customer_id: str | None, day: date) -> None:
+        """`request`, validated by FastAPI on `day` (the day its dates were read on), has
+        the answer cached under `key`."""
         scope = request.scope
-        found = (scope["path"], scope["query_string"], self._today())
-        self._learned[found] = _Learned(key, customer_id, scope.get("route"))
+        if self._cache.ttl <= 0 or len(scope["query_string"]) > MAX_QUERY_BYTES:
+            return
+        self._learned[self._request(scope, day)] = _Learned(key, customer_id, scope.get("route"))
         while len(self._learned) > self._max_entries:  # drop the oldest
             del self._learned[next(iter(self._learned))]
 
@@ -81,9 +89,14 @@ class CachedHits:
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] == "http" and scope["method"] == "GET":
-            learned = self._learned.get((scope["path"], scope["query_string"], self._today()))
-            answer = self._cache.fresh(learned.key) if learned else None
-            if learned and answer and self._allowed(scope, learned.customer_id):
+            learned = self._learned.get(self._request(scope, self._today()))
+            # The caller is checked before the answer is looked at: a refused one costs the
+            # same whether that answer is fresh or not.
+            if learned is not None and self._allowed(scope, learned.customer_id):
+                answer = self._cache.fresh(learned.key)
+            else:
+                answer = None
+            if learned is not None and answer is not None:
                 scope["route"] = learned.route
                 CACHE_LOOKUPS.labels("hit").inc()
                 status, body = answer
