@@ -95,9 +95,12 @@ class DayState:
         return sorted(c for c, (dirty, covered) in self.marks.items() if dirty != covered)
 
 
-def scan_query() -> str:
-    """Every day's marks."""
-    return f"SELECT dirty, covered FROM {DAILY_MEASUREMENT} GROUP BY customer_id, status_class"
+def scan_query(since: int | None = None) -> str:
+    """The marks of every day, or of the days from `since` (epoch s) on."""
+    where = f" WHERE time >= {since}s" if since is not None else ""
+    return (
+        f"SELECT dirty, covered FROM {DAILY_MEASUREMENT}{where} GROUP BY customer_id, status_class"
+    )
 
 
 def read_scan(statement: list[Series]) -> dict[int, DayState]:
@@ -181,8 +184,9 @@ class Rollups:
         """The first second (epoch) of the first day that is not closed."""
         return day_ns(live_from(self._now())) // NS_PER_SECOND
 
-    def scan(self) -> dict[int, DayState]:
-        return read_scan(self._client.query(scan_query(), timeout=SLOW_QUERY_TIMEOUT)[0])
+    def scan(self, since: int | None = None) -> dict[int, DayState]:
+        query = scan_query(since)
+        return read_scan(self._client.query(query, timeout=SLOW_QUERY_TIMEOUT)[0])
 
     def check(self) -> dict[int, list[str]]:
         """Every closed customer-day whose rollup is missing or behind the requests: what
@@ -228,12 +232,23 @@ class Rollups:
 class Follower(threading.Thread):
     """Keeps the rollups current while the processor follows its inputs: every
     `rollup_interval`, when the processor has caught up, builds the stale customers of the
-    closed days whose marks have not changed since the last look."""
+    closed days whose marks have not changed since the last look.
 
-    def __init__(self, settings: Settings, lag_bytes: Callable[[], int]) -> None:
+    The first look reads every day's marks (an earlier run may have left days stale); the
+    next ones only the days from the first one this process has written to since, or that
+    was still stale: the recent days, in the normal course, however long the history.
+    `written_from()` gives that first day written to (epoch s), or None, and starts anew."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        lag_bytes: Callable[[], int],
+        written_from: Callable[[], int | None],
+    ) -> None:
         super().__init__(name="logpipe-rollup", daemon=True)
         self._settings = settings
         self._lag_bytes = lag_bytes
+        self._written_from = written_from
         self._stop_event = threading.Event()
 
     def stop(self) -> None:
@@ -244,20 +259,31 @@ class Follower(threading.Thread):
 
     def run(self) -> None:
         previous: dict[int, DayState] = {}  # nothing is quiet before a second look
+        everything = True
+        due: int | None = None  # the first day the next look reads; None: nothing to read
         with InfluxClient(self._settings) as client:
             rollups = Rollups(client)
             while not self._stop_event.wait(self._settings.rollup_interval):
+                written = self._written_from()
+                if written is not None:
+                    due = written if due is None else min(due, written)
+                if due is None and not everything:
+                    continue
                 if self._lag_bytes() >= CAUGHT_UP_BYTES:
                     previous = {}
                     continue
                 try:
-                    days = rollups.scan()
+                    days = rollups.scan(None if everything else due)
                 except Exception as exc:  # InfluxDB away, say: the next round tries again
                     log.warning("rollups: cannot read the marks: %s", exc)
                     previous = {}
                     continue
                 wanted = to_build(days, before=rollups.closed_before(), previous=previous)
                 previous = days
+                everything = False
+                # what stays stale (today, a day still written to, a build that fails) is
+                # read again next time; the days built now once more, as current
+                due = min((day for day, state in days.items() if state.stale()), default=None)
                 if wanted:
                     failed = rollups.build_all(wanted)
                     log.info(

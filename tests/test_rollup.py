@@ -3,14 +3,17 @@ processor and the API's reading of them, against a real influxd."""
 
 from __future__ import annotations
 
+import threading
 from datetime import datetime, timezone
 
 import pytest
 
 from logpipe.errors import InfluxRejected
 from logpipe.influx import InfluxClient
+from logpipe.process.counters import Counters
 from logpipe.rollup import (
     DayState,
+    Follower,
     Rollups,
     behind,
     build_query,
@@ -18,6 +21,7 @@ from logpipe.rollup import (
     marker_lines,
     read_marks,
     read_scan,
+    scan_query,
     to_build,
 )
 from tests.conftest import (
@@ -42,6 +46,22 @@ def test_marks_are_one_point_per_customer_and_day_with_escaped_tags():
     assert covered_lines(OCT1, {"a": 42}) == [
         f"requests_daily,customer_id=a covered=42i {OCT1}000000000"
     ]
+
+
+def test_a_scan_reads_every_day_or_the_days_from_one_on():
+    assert "WHERE" not in scan_query()
+    assert f"WHERE time >= {OCT1}s GROUP BY" in scan_query(OCT1)
+
+
+def test_the_counters_give_the_first_day_written_since_they_were_last_asked():
+    counters = Counters()
+    assert counters.take_written_from() is None
+    for day in (OCT1 + DAY, OCT1, OCT1 + 2 * DAY):
+        counters.note_written(day)
+    assert counters.take_written_from() == OCT1
+    assert counters.take_written_from() is None
+    counters.note_written(OCT1 + DAY)
+    assert counters.take_written_from() == OCT1 + DAY
 
 
 def _scan(rows: dict[str, list[list]]) -> list[dict]:
@@ -241,3 +261,40 @@ def test_the_following_processor_builds_closed_days_once_caught_up(
     finally:
         stop_process(process)
     _check_api(settings, LINES)
+
+
+def test_after_its_first_look_the_follower_reads_only_the_days_written_since(
+    settings, monkeypatch
+):
+    write_lines(settings, LINES)
+    looks: list[int | None] = []  # the first day each look read (None: every day)
+    scan = Rollups.scan
+
+    def recorded(rollups, since=None):
+        found = scan(rollups, since)
+        if threading.current_thread() is follower:  # not the test's own reads
+            looks.append(since)
+        return found
+
+    monkeypatch.setattr(Rollups, "scan", recorded)
+    noted: list[int] = []
+    quick = settings.model_copy(update={"rollup_interval": 0.1})
+    follower = Follower(quick, lambda: 0, lambda: noted.pop() if noted else None)
+    follower.start()
+    try:
+        # every day: what an earlier run left stale is built on the second look; the third
+        # finds it current, and there the looks stop, with nothing written or stale
+        wait_until(lambda: len(looks) == 3, timeout=30, what="three looks")
+        assert looks == [None, OCT1, OCT1]
+        assert not any(state.stale() for state in _state(settings).values())
+        # a backfill of two days, of which this process wrote the second one
+        write_lines(settings, ["2026-10-01 12:00:00 acme /late 200 0.1"], salt=1)
+        write_lines(settings, ["2026-10-02 12:00:00 acme /late 200 0.1"], salt=1)
+        noted.append(OCT1 + DAY)
+        wait_until(lambda: not _state(settings)[OCT1 + DAY].stale(), timeout=30, what="a build")
+        assert set(looks[3:]) == {OCT1 + DAY}
+        # the day before it was not read: left to `logpipe rollup` (the API reads it from
+        # the requests meanwhile, as it does every day whose rollup is behind)
+        assert _state(settings)[OCT1].stale() == ["acme"]
+    finally:
+        follower.stop()

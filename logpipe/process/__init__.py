@@ -141,9 +141,13 @@ def run(
         process_id=process_id or 0,
         marks=supported(version),
     )
-    # one process of a cluster builds; the others' marks are in InfluxDB for it to see
-    builds = not once and not process_id and supported(version) and settings.rollup_interval > 0
-    rollups = Follower(settings, lambda: counters.lag_bytes) if builds else None
+    # each process of a cluster builds the days it writes
+    builds = not once and supported(version) and settings.rollup_interval > 0
+    rollups = (
+        Follower(settings, lambda: counters.lag_bytes, counters.take_written_from)
+        if builds
+        else None
+    )
     if rollups:
         rollups.start()
     status_name = PROCESS_STATUS if process_id is None else f"process-{process_id}.json"

@@ -23,6 +23,9 @@ class Counters:
     write_retries: int = 0
     _lag: dict[str, int] = field(default_factory=dict, repr=False, compare=False)
     """Bytes between the read position and the end of each input file."""
+    _written_from: int | None = field(default=None, repr=False, compare=False)
+    """The first day (epoch s) written to with rollup marks since the rollup follower's last
+    look: where its next look must begin."""
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     def add(self, **amounts: int) -> None:
@@ -33,6 +36,17 @@ class Counters:
     def set_lag(self, source: str, lag: int) -> None:
         with self._lock:
             self._lag[source] = lag
+
+    def note_written(self, day: int) -> None:
+        with self._lock:
+            if self._written_from is None or day < self._written_from:
+                self._written_from = day
+
+    def take_written_from(self) -> int | None:
+        """The first day written to since the last call (None: nothing written)."""
+        with self._lock:
+            day, self._written_from = self._written_from, None
+            return day
 
     @property
     def lag_bytes(self) -> int:

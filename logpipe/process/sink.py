@@ -215,6 +215,8 @@ class _Writer(threading.Thread):
                     self._split_refused(points, exc)
                 return
             self._counters.add(stored=len(points))
+            if days:
+                self._counters.note_written(min(day for _, day in days))
             return
 
     def _split_refused(self, points: list[str], exc: InfluxRejected) -> None:
