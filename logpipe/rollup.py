@@ -2,10 +2,13 @@
 reads a busy customer's month in milliseconds instead of sorting every point of it (InfluxDB
 1.x sorts for MEDIAN and PERCENTILE at about a microsecond a point, each).
 
-One point per customer and UTC day in ``requests_daily``, at the day's first instant:
+One point per customer and UTC day in ``requests_daily``, at the day's first instant, and
+one for all customers together (no customer_id: `/stats`), built with each day:
 
     requests_daily,customer_id=cust_1 total=…i,average=…,median=…,p99=…,dirty=…i,covered=…i
     requests_daily,customer_id=cust_1,status_class=5xx n=…i
+    requests_daily total=…i,average=…,median=…,p99=…
+    requests_daily,status_class=5xx n=…i
 
 The statistics are computed inside InfluxDB (``SELECT … INTO``) from the requests, by the
 very expressions the API would use. The API trusts a rollup only while its `total` equals the
@@ -128,19 +131,28 @@ def to_build(
     return wanted
 
 
-def build_query(day: int, customers: Iterable[str]) -> str:
-    """InfluxQL that reads the day's marks, then computes the customers' rollups INTO the
-    daily measurement: the total in the same statement as the latencies (the API checks
-    it), and the counts by status class (they must add up to the total)."""
+def marks_query(day: int) -> str:
+    """InfluxQL for the day's `dirty` marks, read before a build computes anything."""
     where = days_where(epoch_date(day), epoch_date(day))
-    statements = [f"SELECT dirty FROM {DAILY_MEASUREMENT} WHERE {where} GROUP BY customer_id"]
+    return f"SELECT dirty FROM {DAILY_MEASUREMENT} WHERE {where} GROUP BY customer_id"
+
+
+def build_query(day: int, customers: Iterable[str | None]) -> str:
+    """InfluxQL that computes the day's rollups of `customers` (None: all customers
+    together) INTO the daily measurement: the total in the same statement as the latencies
+    (the API checks it), and the counts by status class (they must add up to the total)."""
+    where = days_where(epoch_date(day), epoch_date(day))
+    statements = []
     for customer in customers:
-        own = f"customer_id = {influxql_string(customer)} AND {where}"
+        own = (
+            where if customer is None else f"customer_id = {influxql_string(customer)} AND {where}"
+        )
+        tag = "" if customer is None else ", customer_id"
         statements += [
             f"SELECT count(latency) AS total, {LATENCY_AGGREGATES} INTO {DAILY_MEASUREMENT}"
-            f" FROM {MEASUREMENT} WHERE {own} GROUP BY time(1d), customer_id",
+            f" FROM {MEASUREMENT} WHERE {own} GROUP BY time(1d){tag}",
             f"SELECT count(latency) AS n INTO {DAILY_MEASUREMENT} FROM {MEASUREMENT}"
-            f" WHERE {own} GROUP BY time(1d), customer_id, status_class",
+            f" WHERE {own} GROUP BY time(1d){tag}, status_class",
         ]
     return "; ".join(statements)
 
@@ -157,7 +169,7 @@ def _per_customer_day(statement: list[Series]) -> dict[tuple[str, int], int]:
 
 
 def read_marks(statement: list[Series]) -> dict[str, int]:
-    """{customer: dirty mark} from build_query's first statement (one day)."""
+    """{customer: dirty mark} from marks_query's answer (one day)."""
     return {customer: mark for (customer, _), mark in _per_customer_day(statement).items()}
 
 
@@ -171,6 +183,22 @@ def behind(counts: list[Series], totals: list[Series]) -> dict[int, list[str]]:
         if rolled.get((customer, day)) != n:
             wanted.setdefault(day, []).append(customer)
     return wanted
+
+
+def _per_day(statement: list[Series]) -> dict[int, int]:
+    return {
+        int(epoch): int(value)
+        for series in statement
+        for epoch, value in series.get("values", [])
+        if value is not None
+    }
+
+
+def everyone_behind(counts: list[Series], totals: list[Series]) -> list[int]:
+    """The days whose rollup of all customers together (`totals`) differs from the requests
+    counted (`counts`: count … GROUP BY time(1d))."""
+    rolled = _per_day(totals)
+    return [day for day, n in sorted(_per_day(counts).items()) if rolled.get(day) != n]
 
 
 class Rollups:
@@ -197,24 +225,31 @@ class Rollups:
             return {}
         last_closed = live_from(self._now()) - timedelta(days=1)
         span = days_where(epoch_date(int(first[0]["values"][0][0])), last_closed)
-        counts, totals = self._client.query(
+        counts, totals, day_counts, day_totals = self._client.query(
             f"SELECT count(latency) FROM {MEASUREMENT} WHERE {span}"
             " GROUP BY time(1d), customer_id fill(none);"
-            f" SELECT total FROM {DAILY_MEASUREMENT} WHERE {span} GROUP BY customer_id",
+            f" SELECT total FROM {DAILY_MEASUREMENT} WHERE {span} GROUP BY customer_id;"
+            f" SELECT count(latency) FROM {MEASUREMENT} WHERE {span} GROUP BY time(1d) fill(none);"
+            f" SELECT total FROM {DAILY_MEASUREMENT} WHERE customer_id = '' AND {span}",
             timeout=SLOW_QUERY_TIMEOUT,
         )
-        return behind(counts, totals)
+        wanted = behind(counts, totals)
+        for day in everyone_behind(day_counts, day_totals):
+            wanted.setdefault(day, [])  # every build of a day builds all customers' too
+        return dict(sorted(wanted.items()))
 
     def build(self, day: int, customers: list[str]) -> None:
-        """Build one day's rollups of `customers`, then mark them covered."""
-        for start in range(0, len(customers), CUSTOMERS_PER_QUERY):
-            part = customers[start : start + CUSTOMERS_PER_QUERY]
-            answer = self._client.query(
-                build_query(day, part), write=True, timeout=SLOW_QUERY_TIMEOUT
-            )
-            marks = {c: mark for c, mark in read_marks(answer[0]).items() if c in part}
-            if marks:
-                self._client.write("\n".join(covered_lines(day, marks)).encode())
+        """Build one day's rollups of `customers` and of all customers together, then mark
+        the customers covered with the marks read before anything was computed: a write
+        meanwhile has marked its day anew, and the day is built again."""
+        (marks,) = self._client.query(marks_query(day), timeout=SLOW_QUERY_TIMEOUT)
+        covered = {c: mark for c, mark in read_marks(marks).items() if c in customers}
+        everyone: list[str | None] = [None, *customers]
+        for start in range(0, len(everyone), CUSTOMERS_PER_QUERY):
+            part = everyone[start : start + CUSTOMERS_PER_QUERY]
+            self._client.query(build_query(day, part), write=True, timeout=SLOW_QUERY_TIMEOUT)
+        if covered:
+            self._client.write("\n".join(covered_lines(day, covered)).encode())
 
     def build_all(self, wanted: dict[int, list[str]]) -> list[date]:
         """Build every day of `wanted`, oldest first. A day that fails is logged and left

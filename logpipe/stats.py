@@ -192,13 +192,17 @@ def day_stats_by_customer(
     }
 
 
-def rollup_query(customer_id: str, first: date, last: date) -> str:
-    """InfluxQL for one customer's daily rollups of the days first..last, and for the number
-    of requests each of those days has now, to check the rollups against."""
-    where = f"customer_id = {influxql_string(customer_id)} AND {days_where(first, last)}"
+def rollup_query(customer_id: str | None, first: date, last: date) -> str:
+    """InfluxQL for one customer's daily rollups of the days first..last (None: those of all
+    customers together, the series without a customer_id), and for the number of requests
+    each of those days has now, to check the rollups against."""
+    days = days_where(first, last)
+    rollups = f"customer_id = {influxql_string(customer_id or '')} AND {days}"
+    requests = days if customer_id is None else rollups
     return (
-        f"SELECT * FROM {DAILY_MEASUREMENT} WHERE {where} GROUP BY status_class; "
-        f"SELECT count(latency) AS n FROM {MEASUREMENT} WHERE {where} GROUP BY time(1d) fill(none)"
+        f"SELECT * FROM {DAILY_MEASUREMENT} WHERE {rollups} GROUP BY status_class; "
+        f"SELECT count(latency) AS n FROM {MEASUREMENT} WHERE {requests}"
+        " GROUP BY time(1d) fill(none)"
     )
 
 

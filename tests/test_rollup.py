@@ -18,7 +18,9 @@ from logpipe.rollup import (
     behind,
     build_query,
     covered_lines,
+    everyone_behind,
     marker_lines,
+    marks_query,
     read_marks,
     read_scan,
     scan_query,
@@ -95,17 +97,22 @@ def test_what_to_build_is_the_stale_customers_of_closed_days_that_stayed_quiet()
     assert to_build(days, before=before, previous={}) == {}  # the first look
 
 
-def test_a_build_reads_the_marks_before_it_computes():
-    statements = build_query(OCT1, ["a", "it's"]).split("; ")
-    assert statements[0] == (
-        f"SELECT dirty FROM requests_daily WHERE time >= {OCT1}000000000"
-        f" AND time < {OCT1 + DAY}000000000 GROUP BY customer_id"
+def test_a_build_computes_each_customer_and_all_together_from_the_day_s_requests():
+    day = f"time >= {OCT1}000000000 AND time < {OCT1 + DAY}000000000"
+    assert (
+        marks_query(OCT1) == f"SELECT dirty FROM requests_daily WHERE {day} GROUP BY customer_id"
     )
-    assert len(statements) == 5
-    assert "INTO requests_daily FROM requests WHERE customer_id = 'it\\'s'" in statements[3]
+    statements = build_query(OCT1, [None, "it's"]).split("; ")
+    assert len(statements) == 4
+    # all customers together: the series without a customer_id
+    assert statements[0].endswith(
+        f"INTO requests_daily FROM requests WHERE {day} GROUP BY time(1d)"
+    )
+    assert statements[1].endswith(f"WHERE {day} GROUP BY time(1d), status_class")
+    assert "INTO requests_daily FROM requests WHERE customer_id = 'it\\'s'" in statements[2]
     # the total the API checks comes from the same statement as the latencies
-    assert statements[3].startswith("SELECT count(latency) AS total, mean(latency) AS average,")
-    assert statements[4].endswith("GROUP BY time(1d), customer_id, status_class")
+    assert statements[2].startswith("SELECT count(latency) AS total, mean(latency) AS average,")
+    assert statements[3].endswith("GROUP BY time(1d), customer_id, status_class")
     answer = [{"tags": {"customer_id": "a"}, "columns": ["time", "dirty"], "values": [[OCT1, 4]]}]
     assert read_marks(answer) == {"a": 4}
 
@@ -117,6 +124,9 @@ def test_the_check_finds_rollups_missing_or_behind_the_requests():
     counts = [series("a", [[OCT1, 3], [OCT1 + DAY, 2]]), series("b", [[OCT1, 1]])]
     totals = [series("a", [[OCT1, 3], [OCT1 + DAY, 1]])]
     assert behind(counts, totals) == {OCT1: ["b"], OCT1 + DAY: ["a"]}
+    everyone = [{"columns": ["time", "count"], "values": [[OCT1, 4], [OCT1 + DAY, 2]]}]
+    rolled = [{"columns": ["time", "total"], "values": [[OCT1, 4]]}]
+    assert everyone_behind(everyone, rolled) == [OCT1 + DAY]
 
 
 # -- against a real influxd -----------------------------------------------------------------
@@ -147,14 +157,12 @@ def _state(settings) -> dict[int, DayState]:
 
 def _check_api(settings, lines: list[str]) -> None:
     """The API's answers for every customer, cache off, equal the reference's."""
-    expected = daily_stats_of(lines)
-    expected.pop("*")
+    expected = daily_stats_of(lines)  # "*": all customers together, /stats
     uncached = settings.model_copy(update={"cache_ttl": 0})
     with running_api(uncached) as client:
         for customer, days in expected.items():
-            answer = client.get(
-                f"/customers/{customer}/stats", params={"from": "2026-10-01", "to": "2026-10-04"}
-            )
+            path = "/stats" if customer == "*" else f"/customers/{customer}/stats"
+            answer = client.get(path, params={"from": "2026-10-01", "to": "2026-10-04"})
             assert answer.status_code == 200, answer.text
             got = {day["date"]: day for day in answer.json()["days"]}
             assert got.keys() == days.keys()
@@ -205,25 +213,34 @@ def test_a_backfill_is_exact_before_during_and_after_its_rollups(settings, tmp_p
     _check_api(settings, LINES + BACKFILL + unmarked)
 
 
-def _acme_oct2(settings) -> dict:
+def _oct2_median(settings, path: str) -> float:
     uncached = settings.model_copy(update={"cache_ttl": 0})
     with running_api(uncached) as client:
-        answer = client.get("/customers/acme/stats?from_date=2026-10-02&to_date=2026-10-02")
-    return answer.json()["days"][0]
+        answer = client.get(f"{path}?from_date=2026-10-02&to_date=2026-10-02")
+    return answer.json()["days"][0]["median_latency"]
 
 
-def test_the_api_takes_rollups_only_while_they_cover_the_requests_stored(settings, tmp_path):
+@pytest.mark.parametrize(
+    ("path", "series", "median"),
+    [
+        ("/customers/acme/stats", "requests_daily,customer_id=acme", 0.625),
+        ("/stats", "requests_daily", 0.75),  # all customers together
+    ],
+)
+def test_the_api_takes_rollups_only_while_they_cover_the_requests_stored(
+    settings, tmp_path, path, series, median
+):
     log = _log(tmp_path, LINES)
     run_process(settings, "--input", str(log), "--once")
     _run_rollup(settings)
-    assert _acme_oct2(settings)["median_latency"] == 0.625
+    assert _oct2_median(settings, path) == median
     with InfluxClient(settings) as client:
         # a rollup says 9.0: the API shows it, so it reads the rollup, not the requests
-        client.write(f"requests_daily,customer_id=acme median=9.0 {OCT1 + DAY}000000000".encode())
-    assert _acme_oct2(settings)["median_latency"] == 9.0
+        client.write(f"{series} median=9.0 {OCT1 + DAY}000000000".encode())
+    assert _oct2_median(settings, path) == 9.0
     # one more request that day, even unmarked: the rollup no longer counts
     write_lines(settings, ["2026-10-02 11:00:00 acme /a 200 0.6"], salt=3, marks=False)
-    assert _acme_oct2(settings)["median_latency"] == 0.6
+    assert _oct2_median(settings, path) == (0.6 if series.endswith("acme") else 0.675)
 
 
 def test_rollup_adopts_days_written_without_marks(settings):

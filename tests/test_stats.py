@@ -132,6 +132,15 @@ def test_rollup_query_reads_one_customer_and_counts_its_requests_now():
     )
 
 
+def test_rollup_query_for_all_customers_reads_the_series_without_a_customer():
+    query = rollup_query(None, date(2026, 10, 1), date(2026, 10, 2))
+    days = "time >= 1790812800000000000 AND time < 1790985600000000000"
+    assert query == (
+        f"SELECT * FROM requests_daily WHERE customer_id = '' AND {days} GROUP BY status_class; "
+        f"SELECT count(latency) AS n FROM requests WHERE {days} GROUP BY time(1d) fill(none)"
+    )
+
+
 OCT1, OCT2, OCT3, OCT4 = (1790812800 + n * 86400 for n in range(4))
 
 

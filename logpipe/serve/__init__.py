@@ -287,11 +287,9 @@ def create_app(
 
         closed = [day for day in days if day < live]
         # rollups count failures by status class: a threshold inside a class needs the points
-        rolled = customer_id if closed and threshold % 100 == 0 else None
-        if rolled and not await rollups_readable():
-            rolled = None
-        raw = [day for day in days if rolled is None or day >= live]
-        statements = [rollup_query(rolled, closed[0], closed[-1])] if rolled else []
+        rolled = bool(closed) and threshold % 100 == 0 and await rollups_readable()
+        raw = [day for day in days if not rolled or day >= live]
+        statements = [rollup_query(customer_id, closed[0], closed[-1])] if rolled else []
         if raw:
             statements.append(stats_query(customer_id, raw[0], raw[-1], failure_status=threshold))
         answer = await shared_query(
