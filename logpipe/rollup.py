@@ -239,17 +239,19 @@ class Rollups:
         return dict(sorted(wanted.items()))
 
     def build(self, day: int, customers: list[str]) -> None:
-        """Build one day's rollups of `customers` and of all customers together, then mark
-        the customers covered with the marks read before anything was computed: a write
-        meanwhile has marked its day anew, and the day is built again."""
+        """Build one day's rollups of `customers`, mark them covered with the marks read
+        before anything was computed (a write meanwhile has marked its day anew, and the day
+        is built again), then build the day's rollup of all customers together. That one
+        sorts the whole day: if it fails, the customers' stay done, and `logpipe rollup`
+        finds it behind."""
         (marks,) = self._client.query(marks_query(day), timeout=SLOW_QUERY_TIMEOUT)
         covered = {c: mark for c, mark in read_marks(marks).items() if c in customers}
-        everyone: list[str | None] = [None, *customers]
-        for start in range(0, len(everyone), CUSTOMERS_PER_QUERY):
-            part = everyone[start : start + CUSTOMERS_PER_QUERY]
+        for start in range(0, len(customers), CUSTOMERS_PER_QUERY):
+            part = customers[start : start + CUSTOMERS_PER_QUERY]
             self._client.query(build_query(day, part), write=True, timeout=SLOW_QUERY_TIMEOUT)
         if covered:
             self._client.write("\n".join(covered_lines(day, covered)).encode())
+        self._client.query(build_query(day, [None]), write=True, timeout=SLOW_QUERY_TIMEOUT)
 
     def build_all(self, wanted: dict[int, list[str]]) -> list[date]:
         """Build every day of `wanted`, oldest first. A day that fails is logged and left
@@ -272,13 +274,14 @@ class Follower(threading.Thread):
     The first look reads every day's marks (an earlier run may have left days stale); the
     next ones only the days from the first one this process has written to since, or that
     was still stale: the recent days, in the normal course, however long the history.
-    `written_from()` gives that first day written to (epoch s), or None, and starts anew."""
+    `written_from()` gives that first day written to (epoch s), or None, and starts anew;
+    without it (other processes write too) every look reads every day."""
 
     def __init__(
         self,
         settings: Settings,
         lag_bytes: Callable[[], int],
-        written_from: Callable[[], int | None],
+        written_from: Callable[[], int | None] | None = None,
     ) -> None:
         super().__init__(name="logpipe-rollup", daemon=True)
         self._settings = settings
@@ -299,7 +302,9 @@ class Follower(threading.Thread):
         with InfluxClient(self._settings) as client:
             rollups = Rollups(client)
             while not self._stop_event.wait(self._settings.rollup_interval):
-                written = self._written_from()
+                if self._written_from is None:
+                    everything = True
+                written = self._written_from() if self._written_from else None
                 if written is not None:
                     due = written if due is None else min(due, written)
                 if due is None and not everything:

@@ -60,6 +60,17 @@ def days_where(first: date, last: date) -> str:
     return f"time >= {day_ns(first)} AND time < {day_ns(last + timedelta(days=1))}"
 
 
+def day_spans(days: list[date]) -> list[tuple[date, date]]:
+    """Sorted days as spans (first, last) of consecutive days."""
+    spans: list[tuple[date, date]] = []
+    for day in days:
+        if spans and day == spans[-1][1] + timedelta(days=1):
+            spans[-1] = (spans[-1][0], day)
+        else:
+            spans.append((day, day))
+    return spans
+
+
 def epoch_date(epoch: int) -> date:
     """The UTC day of an epoch second (InfluxDB answers with epoch=s)."""
     return datetime.fromtimestamp(epoch, timezone.utc).date()
@@ -197,8 +208,10 @@ def rollup_query(customer_id: str | None, first: date, last: date) -> str:
     customers together, the series without a customer_id), and for the number of requests
     each of those days has now, to check the rollups against."""
     days = days_where(first, last)
-    rollups = f"customer_id = {influxql_string(customer_id or '')} AND {days}"
-    requests = days if customer_id is None else rollups
+    if customer_id is None:  # the series without a customer_id
+        rollups, requests = f"customer_id = '' AND {days}", days
+    else:
+        rollups = requests = f"customer_id = {influxql_string(customer_id)} AND {days}"
     return (
         f"SELECT * FROM {DAILY_MEASUREMENT} WHERE {rollups} GROUP BY status_class; "
         f"SELECT count(latency) AS n FROM {MEASUREMENT} WHERE {requests}"

@@ -212,6 +212,11 @@ def test_a_backfill_is_exact_before_during_and_after_its_rollups(settings, tmp_p
     assert "built 1 customer-days of 1 days" in _run_rollup(settings)
     _check_api(settings, LINES + BACKFILL + unmarked)
 
+    # two days behind with a current one between them: each is read from the requests
+    apart = ["2026-10-01 14:00:00 acme /d 200 0.03", "2026-10-03 14:00:00 acme /d 500 0.04"]
+    write_lines(settings, apart, salt=8, marks=False)
+    _check_api(settings, LINES + BACKFILL + unmarked + apart)
+
 
 def _oct2_median(settings, path: str) -> float:
     uncached = settings.model_copy(update={"cache_ttl": 0})
@@ -280,20 +285,39 @@ def test_the_following_processor_builds_closed_days_once_caught_up(
     _check_api(settings, LINES)
 
 
-def test_after_its_first_look_the_follower_reads_only_the_days_written_since(
-    settings, monkeypatch
-):
-    write_lines(settings, LINES)
-    looks: list[int | None] = []  # the first day each look read (None: every day)
+def _record_looks(monkeypatch) -> list[int | None]:
+    """The first day each look of a Follower reads (None: every day), from now on."""
+    looks: list[int | None] = []
     scan = Rollups.scan
 
     def recorded(rollups, since=None):
         found = scan(rollups, since)
-        if threading.current_thread() is follower:  # not the test's own reads
+        if threading.current_thread().name == "logpipe-rollup":  # not the test's own reads
             looks.append(since)
         return found
 
     monkeypatch.setattr(Rollups, "scan", recorded)
+    return looks
+
+
+def test_a_follower_not_told_what_is_written_reads_every_day_at_every_look(settings, monkeypatch):
+    write_lines(settings, LINES)
+    looks = _record_looks(monkeypatch)
+    follower = Follower(settings.model_copy(update={"rollup_interval": 0.1}), lambda: 0)
+    follower.start()
+    try:
+        wait_until(lambda: len(looks) >= 4, timeout=30, what="four looks")
+    finally:
+        follower.stop()
+    assert set(looks) == {None}
+    assert not any(state.stale() for state in _state(settings).values())
+
+
+def test_after_its_first_look_the_follower_reads_only_the_days_written_since(
+    settings, monkeypatch
+):
+    write_lines(settings, LINES)
+    looks = _record_looks(monkeypatch)
     noted: list[int] = []
     quick = settings.model_copy(update={"rollup_interval": 0.1})
     follower = Follower(quick, lambda: 0, lambda: noted.pop() if noted else None)

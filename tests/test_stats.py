@@ -4,6 +4,7 @@ from logpipe.stats import (
     DayStats,
     customer_totals,
     customers_query,
+    day_spans,
     day_stats,
     day_stats_by_customer,
     rollup_days,
@@ -130,6 +131,20 @@ def test_rollup_query_reads_one_customer_and_counts_its_requests_now():
         f"SELECT * FROM requests_daily {where} GROUP BY status_class; "
         f"SELECT count(latency) AS n FROM requests {where} GROUP BY time(1d) fill(none)"
     )
+
+
+def test_day_spans_are_runs_of_consecutive_days():
+    days = [date(2026, 10, d) for d in (1, 2, 3, 5, 7, 8)] + [date(2026, 11, 1)]
+    assert day_spans(days) == [
+        (date(2026, 10, 1), date(2026, 10, 3)),
+        (date(2026, 10, 5), date(2026, 10, 5)),
+        (date(2026, 10, 7), date(2026, 10, 8)),
+        (date(2026, 11, 1), date(2026, 11, 1)),
+    ]
+    assert day_spans([date(2026, 10, 31), date(2026, 11, 1)]) == [
+        (date(2026, 10, 31), date(2026, 11, 1))
+    ]
+    assert day_spans([]) == []
 
 
 def test_rollup_query_for_all_customers_reads_the_series_without_a_customer():

@@ -172,11 +172,26 @@ def test_a_refused_mark_costs_no_point(make_writer, tmp_path):
         return httpx.Response(204)
 
     writer, counters, dead = make_writer(influx, marks=True)
-    writer.put((_points(3), {("c0", 0)}))
+    writer.put((_points(3), {("c0", 86400), ("c1", 0)}))
     writer.flush()
     dead.flush()
     assert (counters.stored, counters.rejected) == (3, 0)
     assert not dead.path.exists()
+    # InfluxDB keeps the valid lines of a body refused in part, marks included: the rollup
+    # follower is told of the days all the same
+    assert counters.take_written_from() == 0
+
+
+def test_every_write_with_marks_tells_the_follower_its_first_day(make_writer):
+    fake = FakeInflux(httpx.Response(503))
+    writer, counters, _ = make_writer(fake, marks=True, batch_size=2)
+    writer.put((_points(2), {("c0", 2 * 86400)}))
+    writer.flush()
+    assert counters.take_written_from() == 2 * 86400
+    writer.put((_points(2), {("c0", 86400), ("c0", 3 * 86400)}))
+    writer.flush()
+    assert counters.take_written_from() == 86400
+    assert counters.take_written_from() is None
 
 
 def test_without_marks_only_points_are_written(make_writer):

@@ -141,13 +141,11 @@ def run(
         process_id=process_id or 0,
         marks=supported(version),
     )
-    # each process of a cluster builds the days it writes
-    builds = not once and supported(version) and settings.rollup_interval > 0
-    rollups = (
-        Follower(settings, lambda: counters.lag_bytes, counters.take_written_from)
-        if builds
-        else None
-    )
+    # One process of a cluster builds (all of them would build the same days at once), and
+    # as it cannot know what the others wrote, it reads every day's marks at every look.
+    builds = not once and not process_id and supported(version) and settings.rollup_interval > 0
+    written_from = counters.take_written_from if addresses is None else None
+    rollups = Follower(settings, lambda: counters.lag_bytes, written_from) if builds else None
     if rollups:
         rollups.start()
     status_name = PROCESS_STATUS if process_id is None else f"process-{process_id}.json"

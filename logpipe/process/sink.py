@@ -197,6 +197,7 @@ class _Writer(threading.Thread):
             try:
                 self._client.write(marks + body)
             except InfluxUnavailable as exc:
+                self._note(days)
                 attempt += 1
                 delay = exc.retry_after or backoff_delay(attempt)
                 self._counters.add(write_retries=1)
@@ -204,6 +205,7 @@ class _Writer(threading.Thread):
                 self._sleep(delay)
                 continue
             except InfluxRejected as exc:
+                self._note(days)
                 if exc.status_code != 400:
                     raise
                 if days:
@@ -215,9 +217,15 @@ class _Writer(threading.Thread):
                     self._split_refused(points, exc)
                 return
             self._counters.add(stored=len(points))
-            if days:
-                self._counters.note_written(min(day for _, day in days))
+            self._note(days)
             return
+
+    def _note(self, days: frozenset[tuple[str, int]]) -> None:
+        """Tell the rollup follower which days a write with marks may have changed: after
+        every attempt, whatever its answer (InfluxDB keeps the valid lines of a body it
+        refuses in part, marks included; one that timed out may still be applied)."""
+        if days:
+            self._counters.note_written(min(day for _, day in days))
 
     def _split_refused(self, points: list[str], exc: InfluxRejected) -> None:
         """A 400: find the refused points by halving (rewriting a stored point is harmless:
