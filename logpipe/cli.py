@@ -228,7 +228,11 @@ def rollup(
 
     settings = load_settings(influx_url=influx_url, influx_database=database)
     days, built, seconds = module.run(settings)
-    typer.echo(f"built {built} customer-days of {days} days in {seconds:.1f} s", err=True)
+    typer.echo(
+        f"rollups built for {days} day{'' if days == 1 else 's'}: {built} customer-days"
+        f" and all customers together, in {seconds:.1f} s",
+        err=True,
+    )
 
 
 @app.command()

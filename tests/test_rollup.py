@@ -190,7 +190,7 @@ def test_a_backfill_is_exact_before_during_and_after_its_rollups(settings, tmp_p
     }
     _check_api(settings, LINES)
 
-    assert "built 5 customer-days of 3 days" in _run_rollup(settings)
+    assert "rollups built for 3 days: 5 customer-days" in _run_rollup(settings)
     assert not any(day.stale() for day in _state(settings).values())
     _check_api(settings, LINES)
 
@@ -201,7 +201,7 @@ def test_a_backfill_is_exact_before_during_and_after_its_rollups(settings, tmp_p
         OCT1 + DAY: ["acme"]
     }
     _check_api(settings, LINES + BACKFILL)
-    assert "built 1 customer-days of 1 days" in _run_rollup(settings)
+    assert "rollups built for 1 day: 1 customer-days" in _run_rollup(settings)
     _check_api(settings, LINES + BACKFILL)
 
     # a late line from a writer without marks: the marks say current, the counts do not
@@ -209,7 +209,7 @@ def test_a_backfill_is_exact_before_during_and_after_its_rollups(settings, tmp_p
     write_lines(settings, unmarked, salt=7, marks=False)
     assert not any(day.stale() for day in _state(settings).values())
     _check_api(settings, LINES + BACKFILL + unmarked)
-    assert "built 1 customer-days of 1 days" in _run_rollup(settings)
+    assert "rollups built for 1 day: 1 customer-days" in _run_rollup(settings)
     _check_api(settings, LINES + BACKFILL + unmarked)
 
     # two days behind with a current one between them: each is read from the requests
@@ -251,10 +251,16 @@ def test_the_api_takes_rollups_only_while_they_cover_the_requests_stored(
 def test_rollup_adopts_days_written_without_marks(settings):
     write_lines(settings, LINES, marks=False)  # as an earlier version stored them
     assert _state(settings) == {}
-    assert "built 5 customer-days of 3 days" in _run_rollup(settings)
+    assert "rollups built for 3 days: 5 customer-days" in _run_rollup(settings)
     assert _state(settings) == {}  # still no marks: the rollups are checked by their counts
     _check_api(settings, LINES)
-    assert "built 0 customer-days of 0 days" in _run_rollup(settings)
+    assert "rollups built for 0 days: 0 customer-days" in _run_rollup(settings)
+    # all customers' rollup of a day behind (an earlier version built none): only it is built
+    with InfluxClient(settings) as client:
+        client.write(f"requests_daily total=999i {OCT1 + DAY}000000000".encode())
+    assert "rollups built for 1 day: 0 customer-days" in _run_rollup(settings)
+    _check_api(settings, LINES)
+    assert "rollups built for 0 days: 0 customer-days" in _run_rollup(settings)
 
 
 def test_the_following_processor_builds_closed_days_once_caught_up(
