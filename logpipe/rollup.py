@@ -245,7 +245,8 @@ class Rollups:
         sorts the whole day: if it fails, the customers' stay done, and `logpipe rollup`
         finds it behind."""
         (marks,) = self._client.query(marks_query(day), timeout=SLOW_QUERY_TIMEOUT)
-        covered = {c: mark for c, mark in read_marks(marks).items() if c in customers}
+        wanted = set(customers)
+        covered = {c: mark for c, mark in read_marks(marks).items() if c in wanted}
         for start in range(0, len(customers), CUSTOMERS_PER_QUERY):
             part = customers[start : start + CUSTOMERS_PER_QUERY]
             self._client.query(build_query(day, part), write=True, timeout=SLOW_QUERY_TIMEOUT)
@@ -302,10 +303,9 @@ class Follower(threading.Thread):
         with InfluxClient(self._settings) as client:
             rollups = Rollups(client)
             while not self._stop_event.wait(self._settings.rollup_interval):
-                if self._written_from is None:
+                if self._written_from is None:  # others write too: every look reads all
                     everything = True
-                written = self._written_from() if self._written_from else None
-                if written is not None:
+                elif (written := self._written_from()) is not None:
                     due = written if due is None else min(due, written)
                 if due is None and not everything:
                     continue
