@@ -86,6 +86,10 @@ class LocalInfluxd:
         """What the server says it is, once started."""
 
     def start(self, *, timeout: float = 30.0) -> LocalInfluxd:
+        """Start the server, or leave it running if this object already started it (a
+        second child would hold the data directory, and the first one would be lost)."""
+        if self._process is not None and self._process.poll() is None:
+            return self
         self.root.mkdir(parents=True, exist_ok=True)
         config = self.root / "influxdb.conf"
         config.write_text(_CONFIG.format(root=self.root, port=self.port, rpc_port=free_port()))

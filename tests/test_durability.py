@@ -98,6 +98,14 @@ def test_a_line_written_in_two_halves_is_stored_once_whole(settings, tmp_path):
     assert "rejected 0" in output
 
 
+def test_a_private_influxd_started_twice_is_one_server(tmp_path):
+    with LocalInfluxd(tmp_path / "influxd").start() as server:  # start(), then `with`
+        first = server.pid
+        assert server.start().pid == first
+        assert server.version.startswith("1.")
+    assert server.pid is None
+
+
 def test_influxdb_stopped_mid_stream_then_back_loses_nothing(settings, tmp_path):
     server = LocalInfluxd(tmp_path / "influxd").start()
     own = settings.model_copy(update={"influx_url": server.url, "influx_timeout": 2.0})
