@@ -158,19 +158,20 @@ def build_query(day: int, customers: Iterable[str | None]) -> str:
 
 
 def _per_customer_day(statement: list[Series]) -> dict[tuple[str, int], int]:
-    """{(customer, epoch): value} of a one-field statement grouped by customer_id."""
+    """{(customer, epoch): value} of a one-field statement grouped by customer_id; the
+    customer of a series without one (all customers together) is ""."""
     found = {}
     for series in statement:
         customer = series.get("tags", {}).get("customer_id", "")
         for epoch, value in series.get("values", []):
-            if customer and value is not None:
+            if value is not None:
                 found[customer, int(epoch)] = int(value)
     return found
 
 
 def read_marks(statement: list[Series]) -> dict[str, int]:
     """{customer: dirty mark} from marks_query's answer (one day)."""
-    return {customer: mark for (customer, _), mark in _per_customer_day(statement).items()}
+    return {c: mark for (c, _), mark in _per_customer_day(statement).items() if c}
 
 
 def behind(counts: list[Series], totals: list[Series]) -> dict[int, list[str]]:
@@ -185,20 +186,10 @@ def behind(counts: list[Series], totals: list[Series]) -> dict[int, list[str]]:
     return wanted
 
 
-def _per_day(statement: list[Series]) -> dict[int, int]:
-    return {
-        int(epoch): int(value)
-        for series in statement
-        for epoch, value in series.get("values", [])
-        if value is not None
-    }
-
-
 def everyone_behind(counts: list[Series], totals: list[Series]) -> list[int]:
     """The days whose rollup of all customers together (`totals`) differs from the requests
-    counted (`counts`: count … GROUP BY time(1d))."""
-    rolled = _per_day(totals)
-    return [day for day, n in sorted(_per_day(counts).items()) if rolled.get(day) != n]
+    counted (`counts`: count … GROUP BY time(1d)): `behind`, of the customer ""."""
+    return sorted(behind(counts, totals))
 
 
 class Rollups:
@@ -225,16 +216,16 @@ class Rollups:
             return {}
         last_closed = live_from(self._now()) - timedelta(days=1)
         span = days_where(epoch_date(int(first[0]["values"][0][0])), last_closed)
-        counts, totals, day_counts, day_totals = self._client.query(
+        # the totals grouped by customer_id include those of all customers together ("")
+        counts, totals, day_counts = self._client.query(
             f"SELECT count(latency) FROM {MEASUREMENT} WHERE {span}"
             " GROUP BY time(1d), customer_id fill(none);"
             f" SELECT total FROM {DAILY_MEASUREMENT} WHERE {span} GROUP BY customer_id;"
-            f" SELECT count(latency) FROM {MEASUREMENT} WHERE {span} GROUP BY time(1d) fill(none);"
-            f" SELECT total FROM {DAILY_MEASUREMENT} WHERE customer_id = '' AND {span}",
+            f" SELECT count(latency) FROM {MEASUREMENT} WHERE {span} GROUP BY time(1d) fill(none)",
             timeout=SLOW_QUERY_TIMEOUT,
         )
         wanted = behind(counts, totals)
-        for day in everyone_behind(day_counts, day_totals):
+        for day in everyone_behind(day_counts, totals):
             wanted.setdefault(day, [])  # every build of a day builds all customers' too
         return dict(sorted(wanted.items()))
 

@@ -51,7 +51,8 @@ class Counters:
     @property
     def lag_bytes(self) -> int:
         """Bytes between the read positions and the ends of the input files, summed."""
-        return self.as_dict()["lag_bytes"]
+        with self._lock:
+            return sum(self._lag.values())
 
     def as_dict(self) -> dict[str, int]:
         with self._lock:

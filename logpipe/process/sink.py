@@ -197,7 +197,6 @@ class _Writer(threading.Thread):
             try:
                 self._client.write(marks + body)
             except InfluxUnavailable as exc:
-                self._note(days)
                 attempt += 1
                 delay = exc.retry_after or backoff_delay(attempt)
                 self._counters.add(write_retries=1)
@@ -205,7 +204,6 @@ class _Writer(threading.Thread):
                 self._sleep(delay)
                 continue
             except InfluxRejected as exc:
-                self._note(days)
                 if exc.status_code != 400:
                     raise
                 if days:
@@ -216,8 +214,9 @@ class _Writer(threading.Thread):
                 else:
                     self._split_refused(points, exc)
                 return
+            finally:
+                self._note(days)
             self._counters.add(stored=len(points))
-            self._note(days)
             return
 
     def _note(self, days: frozenset[tuple[str, int]]) -> None:

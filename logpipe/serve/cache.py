@@ -27,6 +27,12 @@ from typing import Any, Generic, TypeVar
 T = TypeVar("T")
 
 
+def drop_oldest(entries: dict[Any, Any], limit: int) -> None:
+    """Remove the entries inserted first until at most `limit` are left."""
+    while len(entries) > limit:
+        del entries[next(iter(entries))]
+
+
 def _lifetime(ttl: float, jitter: float) -> float:
     # Up to `jitter` shorter than the TTL, never longer: entries filled together do not all
     # expire (and send their refreshes to InfluxDB) in the same instant.
@@ -83,8 +89,7 @@ class TTLCache(Generic[T]):
                 return entry.task.result(), True
         entry = _Entry(self._start(key, None, compute))
         self._entries[key] = entry
-        while len(self._entries) > self._max_entries:  # drop the oldest
-            del self._entries[next(iter(self._entries))]
+        drop_oldest(self._entries, self._max_entries)
         return await asyncio.shield(entry.task), False
 
     def fresh(self, key: Hashable) -> T | None:
@@ -158,8 +163,7 @@ class HistoryCache:
         until = self._clock() + _lifetime(self.ttl, self._jitter)
         for day, value in days.items():
             self._days[(scope, day)] = (until, value)
-        while len(self._days) > self._max_entries:  # drop the oldest
-            del self._days[next(iter(self._days))]
+        drop_oldest(self._days, self._max_entries)
 
 
 class SharedFile:

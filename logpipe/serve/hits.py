@@ -18,7 +18,7 @@ from typing import Any, NamedTuple
 from starlette.requests import Request
 
 from logpipe.serve.auth import ApiKey, bearer_secret, find_key
-from logpipe.serve.cache import TTLCache
+from logpipe.serve.cache import TTLCache, drop_oldest
 from logpipe.serve.metrics import CACHE_LOOKUPS
 
 MAX_QUERY_BYTES = 256
@@ -76,8 +76,7 @@ class CachedHits:
         if self._cache.ttl <= 0 or len(scope["query_string"]) > MAX_QUERY_BYTES:
             return
         self._learned[self._request(scope, day)] = _Learned(key, customer_id, scope.get("route"))
-        while len(self._learned) > self._max_entries:  # drop the oldest
-            del self._learned[next(iter(self._learned))]
+        drop_oldest(self._learned, self._max_entries)
 
     def _allowed(self, scope: dict[str, Any], customer_id: str | None) -> bool:
         if self._keys is None:
