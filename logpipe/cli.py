@@ -153,9 +153,25 @@ def generate(
 @_friendly
 def process(
     input: Annotated[
-        list[str], typer.Option(help="log file or glob, e.g. 'logs/*.log' (repeatable)")
+        list[str],
+        typer.Option(
+            help="log file or glob, e.g. 'logs/*.log', listed again every second (repeatable);"
+            " '-' reads standard input, which a restart cannot read again: lines not yet"
+            " stored when it stops are lost"
+        ),
     ],
     once: Annotated[bool, typer.Option(help="exit once everything up to EOF is stored")] = False,
+    exclude: Annotated[
+        Optional[list[str]], typer.Option(help="glob of paths not to read (repeatable)")
+    ] = None,
+    read_from: Annotated[
+        Optional[str],
+        typer.Option(help="files there at the first run: read from 'beginning' or 'end'"),
+    ] = None,
+    rotate_wait: Annotated[
+        Optional[float],
+        typer.Option(min=0, help="seconds a renamed-away file is read after its last write [5]"),
+    ] = None,
     format: Annotated[
         Optional[str], typer.Option(help="text, json or logfmt [env LOGPIPE_FORMAT; text]")
     ] = None,
@@ -199,9 +215,18 @@ def process(
         timezone=timezone,
         batch_size=batch_size,
         flush_interval=flush_interval,
+        read_from=read_from,
+        rotate_wait=rotate_wait,
     )
     cluster = addresses.split(";") if addresses else None
-    counters = module.run(settings, input, once=once, process_id=process_id, addresses=cluster)
+    counters = module.run(
+        settings,
+        input,
+        once=once,
+        excludes=exclude or [],
+        process_id=process_id,
+        addresses=cluster,
+    )
     summary = counters.as_dict()
     typer.echo(
         f"read {summary['read']} lines: stored {summary['stored']}, "

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import platformdirs
 from pydantic import Field, SecretStr, ValidationError, field_validator
@@ -60,6 +60,12 @@ class Settings(BaseSettings):
     format: str = Field("text", description="input format: text, json or logfmt")
     keys: str = Field("", description='JSON/logfmt keys that differ, e.g. "timestamp=ts"')
     timezone: str = Field("UTC", description="zone of naive timestamps in the log")
+    rotate_wait: float = Field(
+        5.0, ge=0, description="seconds a renamed-away file is still read after its last write"
+    )
+    read_from: Literal["beginning", "end"] = Field(
+        "beginning", description="where to start files there at the first run: beginning or end"
+    )
     rollup_interval: float = Field(
         15.0, ge=0, description="seconds between rollup builds while following; 0 = none"
     )

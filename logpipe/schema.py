@@ -43,27 +43,43 @@ def influxql_string(value: str) -> str:
     return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
-def source_salt(source: str) -> int:
-    """A stable number for an input file, mixed into point timestamps (see point_timestamp)."""
-    return zlib.crc32(source.encode("utf-8"))
+def source_salt(identity: str) -> int:
+    """A stable number for a file's content, from its identity (logpipe.process.files)."""
+    return zlib.crc32(identity.encode("utf-8"))
 
 
-def point_timestamp(
-    epoch_seconds: int, *, nanos: int = 0, digits: int = 0, salt: int, offset: int
-) -> int:
-    """The point's nanosecond timestamp: the log's time plus a part made from the line's place.
+MIN_EPOCH_SECONDS = -9_223_372_036
+MAX_EPOCH_SECONDS = 9_223_372_035
+"""The whole seconds InfluxDB can store: its timestamps are signed 64-bit nanoseconds
+(1677-09-21 to 2262-04-11). A line outside is refused when parsed, never sent."""
 
-    The log gives `digits` sub-second digits (0 for whole seconds); the nanosecond digits it
-    does not give are filled with (salt + byte offset of the line) mod 10**(9 - digits). Two
-    lines of one customer at the same logged instant have different offsets, so they are two
-    points; the same line read twice (a replay after a crash) has the same offset, so it
-    becomes the same point. Nothing is remembered between lines, so memory does not grow
-    with the file. Two lines collide only when, within one logged instant of one customer,
-    their offsets differ by an exact multiple of 10**(9 - digits) bytes (1 GB for whole
-    seconds, 1 MB for milliseconds).
+
+def point_timestamp(epoch_seconds: int, *, salt: int, offset: int) -> int:
+    """A point's nanosecond timestamp: the logged second, and a slot within it made from where
+    the line is stored.
+
+    InfluxDB keeps one point per (series, timestamp), so two distinct lines must never get the
+    same pair, and one line read twice (a replay after a crash) must get the same one. The
+    slot is (salt + offset) mod 10**9, where `offset` is the line's byte offset in its file
+    and `salt` comes from the file's identity, the fingerprint of its first line
+    (logpipe.process.files); the logged sub-second part is not used (it is kept as the field
+    `subsecond_ns`), so a log with micro- or nanoseconds has as much room as one without.
+
+    - The same line read again, whatever path names its file (a renamed, rotated, copied or
+      compressed file keeps its fingerprint), has the same salt and offset: the same point.
+    - Two lines of one file differ in offset; they share a slot only if they are logged in
+      the same second, for the same customer and status class, at offsets an exact multiple
+      of 10**9 bytes apart (a second spanning a gigabyte of one file).
+    - A file truncated and written again starts with another first line: another
+      fingerprint, another salt (if its first line is byte-identical to the old one, it is
+      taken for the same file and only the part past the old offset is read; README).
+    - Lines of two different files share a slot when their salts differ by exactly their
+      offsets' difference mod 10**9 and everything else above matches: for two lines of one
+      customer, class and second, a chance of 1 in 10**9 (salts are spread uniformly).
+
+    Nothing is remembered between lines, so memory does not grow with the file.
     """
-    room = 10 ** (9 - digits)
-    return epoch_seconds * NS_PER_SECOND + nanos + (salt + offset) % room
+    return epoch_seconds * NS_PER_SECOND + (salt + offset) % NS_PER_SECOND
 
 
 def status_class(status: int) -> str:
@@ -71,11 +87,19 @@ def status_class(status: int) -> str:
 
 
 def point_line(
-    *, customer_id: str, status: int, latency: float, path: str, timestamp_ns: int
+    *,
+    customer_id: str,
+    status: int,
+    latency: float,
+    path: str,
+    timestamp_ns: int,
+    subsecond_ns: int | None = None,
 ) -> str:
-    """One line of line protocol for one request. The customer id must already be valid."""
+    """One line of line protocol for one request. The customer id must already be valid.
+    `subsecond_ns` is the logged fraction of the second, for logs that give one."""
+    subsecond = "" if subsecond_ns is None else f",subsecond_ns={subsecond_ns}i"
     return (
         f"{MEASUREMENT},customer_id={escape_tag(customer_id)},status_class={status_class(status)}"
         f' status={status}i,latency={latency!r},path="{escape_field_string(path)}"'
-        f" {timestamp_ns}"
+        f"{subsecond} {timestamp_ns}"
     )

@@ -18,6 +18,11 @@ ensure_influxd() {
   influxd version
 }
 
+# the rotation tests rotate with the real logrotate
+ensure_logrotate() {
+  command -v logrotate >/dev/null || [ -x /usr/sbin/logrotate ] || apt_install logrotate
+}
+
 ensure_wrk() {
   command -v wrk >/dev/null || apt_install wrk
 }

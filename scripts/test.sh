@@ -2,5 +2,6 @@
 # Runs the whole test suite (lint, types, unit and integration tests against a real influxd).
 source "$(dirname "$0")/setup.sh"
 ensure_influxd
+ensure_logrotate
 ensure_venv
 exec .venv/bin/nox -s lint tests "$@"

@@ -4,6 +4,7 @@ Every test runs the real processor against a real influxd."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import signal
 import time
@@ -16,6 +17,7 @@ from logpipe.generate import GenerateOptions
 from logpipe.generate import run as generate
 from logpipe.influx import InfluxClient
 from logpipe.influxd import LocalInfluxd, free_port
+from logpipe.process.source import partition_of
 from tests.conftest import count_points, run_process, start_process, stop_process, wait_until
 
 runner = CliRunner()
@@ -188,7 +190,13 @@ def test_a_file_of_invalid_lines_rejects_each_with_a_reason_and_stores_the_valid
 
 
 def test_two_process_cluster_over_four_files_stores_exact_counts(settings, tmp_path):
-    logs = [_log(tmp_path, f"api-{i}.log", 25_000, seed=i) for i in range(4)]
+    # two files for each process: process p reads the partitions p mod 2
+    names = [f"api-{i}.log" for i in range(40)]
+    by_process = [
+        [n for n in names if partition_of(os.path.realpath(tmp_path / n)) % 2 == p] for p in (0, 1)
+    ]
+    chosen = by_process[0][:2] + by_process[1][:2]
+    logs = [_log(tmp_path, name, 25_000, seed=i) for i, name in enumerate(chosen)]
     addresses = f"127.0.0.1:{free_port()};127.0.0.1:{free_port()}"
     pattern = str(tmp_path / "api-*.log")
     processes = [

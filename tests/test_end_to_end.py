@@ -78,11 +78,16 @@ def test_rejected_lines_go_to_the_dead_letter_file_and_valid_ones_are_stored(
         b"not a request\n"
         b"2026-10-06 09:42:36 cust_1 /a 200 0.5\r\n"
         b"2026-10-06 09:42:37 cust_1 /a 999 0.5\n"
-        b"2026-10-06 09:42:38 cust_2 /a 503 0.25"  # no final newline: --once stores it
+        b"2026-10-06 09:42:38 cust_2 /a 503 0.25"  # no final newline: left for the next run
     )
     result = runner.invoke(app, ["process", "--input", str(log), "--once"])
     assert result.exit_code == 0, result.output
-    assert "read 5 lines: stored 3, rejected 2" in result.output
+    assert "read 4 lines: stored 2, rejected 2" in result.output
+    assert count_points(settings_env) == 2
+    with log.open("ab") as f:
+        f.write(b"\n")
+    result = runner.invoke(app, ["process", "--input", str(log), "--once"])
+    assert "read 1 lines: stored 1, rejected 0" in result.output
     assert count_points(settings_env) == 3
     dead = settings_env.dead_letter_path.read_text().splitlines()
     assert len(dead) == 2 and '"raw": "not a request"' in dead[0] and "status" in dead[1]

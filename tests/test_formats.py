@@ -13,12 +13,12 @@ T0 = 1791279756  # 2026-10-06T09:42:36Z
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
-        ("2026-10-06T09:42:36Z", (T0, 0, 0)),
-        ("2026-10-06 09:42:36", (T0, 0, 0)),
-        ("2026-10-06T09:42:36.5Z", (T0, 500_000_000, 1)),
-        ("2026-10-06T09:42:36.123456789Z", (T0, 123_456_789, 9)),
-        ("2026-10-06T11:42:36+02:00", (T0, 0, 0)),
-        ("2026-10-06T04:42:36.250-0500", (T0, 250_000_000, 3)),
+        ("2026-10-06T09:42:36Z", (T0, None)),
+        ("2026-10-06 09:42:36", (T0, None)),
+        ("2026-10-06T09:42:36.5Z", (T0, 500_000_000)),
+        ("2026-10-06T09:42:36.123456789Z", (T0, 123_456_789)),
+        ("2026-10-06T11:42:36+02:00", (T0, None)),
+        ("2026-10-06T04:42:36.250-0500", (T0, 250_000_000)),
     ],
 )
 def test_iso_timestamps(text, expected):
@@ -42,7 +42,7 @@ def test_bad_timestamps(text):
 
 def test_text_line_may_carry_one_iso_timestamp():
     request = parse_text_line("2026-10-06T09:42:36.5Z cust_2 /x 201 0.524")
-    assert (request.epoch_seconds, request.nanos, request.digits) == (T0, 500_000_000, 1)
+    assert (request.epoch_seconds, request.nanos) == (T0, 500_000_000)
 
 
 def _json(**changes):

@@ -1,34 +1,62 @@
-"""The file partition on real files: chunks, half lines, rotation, truncation, resumption."""
+"""The file source on real files, without a server: identities, rotation, truncation, half
+lines, over-long lines, restarts, discovery. The clock is injected; nothing sleeps."""
 
 from __future__ import annotations
 
+import gzip
 import os
+import shutil
 
 import pytest
 
 from logpipe.process.counters import Counters
+from logpipe.process.files import Scanner, fingerprint, stream_of
 from logpipe.process.parse import MAX_LINE_BYTES, parse_chunk
-from logpipe.process.source import FileState, _FilePartition
+from logpipe.process.source import FileState, _FilesPartition, partition_of
 
 LINE = b"2026-10-06 09:42:36 cust_1 /x 200 0.1\n"
 
 
+def line(n: int, latency: str = "0.1") -> bytes:
+    return f"2026-10-06 09:42:36 cust_{n} /x 200 {latency}\n".encode()
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
 @pytest.fixture
-def partitions():
-    """Build partitions with `partitions(path, state, once=...)`; all closed afterwards."""
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def partitions(clock):
+    """`partitions(path_or_glob, state=None, once=False, ...)`: the partition that owns the
+    stream of the live path (the pattern itself unless `live` is given); closed afterwards."""
     built = []
 
-    def build(path, state=None, *, once=False, counters=None):
-        built.append(_FilePartition(path, state, once=once, counters=counters or Counters()))
-        return built[-1]
+    def build(pattern, state=None, *, live=None, once=False, excludes=(), **options):
+        scanner = Scanner([str(pattern)], list(excludes), clock=clock)
+        index = partition_of(os.path.realpath(live or pattern))
+        options.setdefault("rotate_wait", 5.0)
+        options.setdefault("read_from_end", False)
+        options.setdefault("counters", Counters())
+        partition = _FilesPartition(index, scanner, state, once=once, clock=clock, **options)
+        built.append(partition)
+        return partition
 
     yield build
     for partition in built:
         partition.close()
 
 
-def _lines(partition) -> list[bytes]:
-    """Everything the partition hands out until it has nothing more right now."""
+def drain(partition, clock: Clock | None = None) -> list[bytes]:
+    """Every complete line the partition hands out until it has nothing more right now."""
     out = []
     while True:
         try:
@@ -38,94 +66,76 @@ def _lines(partition) -> list[bytes]:
         if not batch:
             return out
         for chunk in batch:
-            out += [line for line in chunk.data.split(b"\n") if line]
+            assert not chunk.cut, chunk
+            out += [raw for raw in chunk.data.split(b"\n") if raw]
 
 
-def test_a_line_written_in_two_halves_is_handed_out_once_whole(tmp_path, partitions):
+def rescan(partition, clock: Clock, seconds: float = 1.0) -> list:
+    """Let `seconds` pass and take the next batch (the partition lists files again)."""
+    clock.now += seconds
+    return partition.next_batch()
+
+
+# -- identity --------------------------------------------------------------------------------
+
+
+def test_an_identity_is_the_first_line_and_waits_for_it():
+    assert fingerprint(b"") is None
+    assert fingerprint(b"2026-10-06 09:42") is None  # first line not complete yet
+    assert fingerprint(LINE) == fingerprint(LINE + b"more")
+    assert fingerprint(LINE) != fingerprint(line(2))
+    assert fingerprint(b"x" * 5000) == fingerprint(b"x" * 1024)  # a long first line: 1 KiB
+
+
+def test_rotated_names_belong_to_their_live_path(tmp_path):
+    live = str(tmp_path / "api.log")
+    for name in ("api.log.1", "api.log.12.gz", "api.log-20261201", "api.log.gz"):
+        assert stream_of(tmp_path / name) == (live, False)
+    assert stream_of(tmp_path / "api.log") == (live, True)
+    assert stream_of(tmp_path / "api-2026-12-01.log")[1]  # a dated name is not a rotation
+
+
+# -- lines -----------------------------------------------------------------------------------
+
+
+def test_a_line_written_in_two_halves_is_handed_out_once_whole(tmp_path, partitions, clock):
     path = tmp_path / "a.log"
     path.write_bytes(LINE + LINE[:10])
     partition = partitions(path)
-    assert _lines(partition) == [LINE.strip()]
-    assert partition.snapshot().offset == len(LINE)  # the half line is not covered
+    assert drain(partition) == [LINE.strip()]
+    (state,) = partition.snapshot().values()
+    assert state.offset == len(LINE)  # the half line is not covered
     with path.open("ab") as f:
         f.write(LINE[10:])
-    assert _lines(partition) == [LINE.strip()]
-    assert partition.snapshot().offset == 2 * len(LINE)
+    assert drain(partition) == [LINE.strip()]
+    assert next(iter(partition.snapshot().values())).offset == 2 * len(LINE)
 
 
 def test_resumes_from_the_snapshot_offset(tmp_path, partitions):
     path = tmp_path / "a.log"
     path.write_bytes(LINE * 3)
     first = partitions(path)
-    _lines(first)
+    drain(first)
     state = first.snapshot()
     with path.open("ab") as f:
-        f.write(LINE.replace(b"cust_1", b"cust_2"))
-    assert _lines(partitions(path, state)) == [LINE.strip().replace(b"cust_1", b"cust_2")]
+        f.write(line(2))
+    assert drain(partitions(path, state)) == [line(2).strip()]
 
 
-def test_once_hands_out_a_last_line_without_newline_then_stops(tmp_path, partitions):
+def test_once_stops_before_an_unterminated_last_line_and_leaves_it(tmp_path, partitions):
     path = tmp_path / "a.log"
-    path.write_bytes(LINE + LINE.strip())
+    path.write_bytes(LINE + b"2026-10-06 09:42:36 cust_1 /x 200 15.")
     partition = partitions(path, once=True)
-    assert _lines(partition) == [LINE.strip(), LINE.strip()]
+    assert drain(partition) == [LINE.strip()]
     with pytest.raises(StopIteration):
         partition.next_batch()
-
-
-def test_rename_rotation_finishes_the_old_file_then_reads_the_new(tmp_path, partitions):
-    path = tmp_path / "a.log"
-    path.write_bytes(LINE * 2)
-    partition = partitions(path)
-    assert len(_lines(partition)) == 2
+    state = partition.snapshot()
+    assert next(iter(state.values())).offset == len(LINE)  # the next run reads it whole
     with path.open("ab") as f:
-        f.write(LINE)  # written just before the rotation
-    path.rename(tmp_path / "a.log.1")
-    path.write_bytes(LINE.replace(b"cust_1", b"cust_9"))
-    assert len(_lines(partition)) == 1  # the old file's last line; at its end, the switch
-    assert _lines(partition) == [LINE.strip().replace(b"cust_1", b"cust_9")]
-    assert partition.snapshot().identity == f"{os.stat(path).st_dev}:{os.stat(path).st_ino}"
-
-
-def test_rotation_while_stopped_finishes_the_old_file_first(tmp_path, partitions):
-    path = tmp_path / "a.log"
-    path.write_bytes(LINE)
-    first = partitions(path)
-    _lines(first)
-    state = first.snapshot()
-    with path.open("ab") as f:
-        f.write(LINE.replace(b"cust_1", b"cust_2"))
-    path.rename(tmp_path / "a.log.1")
-    path.write_bytes(LINE.replace(b"cust_1", b"cust_3"))
-    partition = partitions(path, state)
-    assert _lines(partition) == [LINE.strip().replace(b"cust_1", b"cust_2")]
-    assert _lines(partition) == [LINE.strip().replace(b"cust_1", b"cust_3")]
-
-
-def test_copytruncate_starts_again_at_zero_with_new_timestamps(tmp_path, partitions):
-    path = tmp_path / "a.log"
-    path.write_bytes(LINE * 2)
-    partition = partitions(path)
-    before = partition.next_batch()
-    with path.open("r+b") as f:
-        f.truncate(0)
-    assert _lines(partition) == []  # notices the truncation
-    path.write_bytes(LINE)
-    after = partition.next_batch()
-    assert after[0].offset == 0
-    assert partition.snapshot().generation == 1
-    # the same bytes at the same offset, before and after: still two different points
-    assert parse_chunk(before[0]).points[0] != parse_chunk(after[0]).points[0]
-
-
-def test_truncated_while_stopped_starts_at_zero(tmp_path, partitions):
-    path = tmp_path / "a.log"
-    path.write_bytes(LINE * 3)
-    state = FileState(f"{os.stat(path).st_dev}:{os.stat(path).st_ino}", 3 * len(LINE))
-    path.write_bytes(LINE)  # same inode, now shorter
-    partition = partitions(path, state)
-    assert _lines(partition) == [LINE.strip()]
-    assert partition.snapshot().generation == 1
+        f.write(b"25\n")
+    assert drain(partitions(path, state, once=True)) == [
+        b"2026-10-06 09:42:36 cust_1 /x 200 15.25"
+    ]
 
 
 def test_an_endless_line_is_rejected_without_being_kept_in_memory(tmp_path, partitions):
@@ -143,7 +153,22 @@ def test_an_endless_line_is_rejected_without_being_kept_in_memory(tmp_path, part
     (reject,) = [r for p in parsed for r in p.rejects]
     assert reject.reason == "line longer than 64 KiB" and reject.offset == len(LINE)
     assert all(len(chunk.data) <= (1 << 20) + MAX_LINE_BYTES for chunk in chunks)
-    assert partition.snapshot().offset == path.stat().st_size
+    assert next(iter(partition.snapshot().values())).offset == path.stat().st_size
+
+
+def test_a_snapshot_inside_an_over_long_line_resumes_skipping_it(tmp_path, partitions):
+    path = tmp_path / "a.log"
+    path.write_bytes(LINE + b"y" * (200 * 1024))  # over-long, no newline yet
+    first = partitions(path)
+    chunks = first.next_batch()
+    assert [parse_chunk(c).rejects[0].reason for c in chunks if parse_chunk(c).rejects] == [
+        "line longer than 64 KiB"
+    ]
+    state = first.snapshot()
+    assert next(iter(state.values())).skipping
+    with path.open("ab") as f:  # the tail of the long line looks like a request
+        f.write(b" 2026-10-06 09:42:36 cust_evil /x 500 9.9\n" + line(3))
+    assert drain(partitions(path, state)) == [line(3).strip()]
 
 
 def test_lag_is_the_bytes_not_yet_read(tmp_path, partitions):
@@ -153,3 +178,163 @@ def test_lag_is_the_bytes_not_yet_read(tmp_path, partitions):
     partition = partitions(path, counters=counters)
     partition.next_batch()
     assert counters.lag_bytes == 5
+
+
+# -- rotation --------------------------------------------------------------------------------
+
+
+def test_a_renamed_file_is_read_on_while_the_application_still_writes_to_it(
+    tmp_path, partitions, clock
+):
+    path = tmp_path / "api.log"
+    app = path.open("ab", buffering=0)  # the application's descriptor
+    app.write(line(1) + b"2026-10-06 09:42:36 cust_2 /x 200 15.")
+    partition = partitions(path)
+    assert drain(partition) == [line(1).strip()]
+    path.rename(tmp_path / "api.log.1")  # logrotate `create`
+    path.touch()
+    assert rescan(partition, clock) == []  # the new file has no first line yet
+    app.write(b"25\n" + line(3))  # still to the old descriptor
+    assert drain(partition) == [b"2026-10-06 09:42:36 cust_2 /x 200 15.25", line(3).strip()]
+    app.close()
+    with path.open("ab") as app:  # the application reopens its log
+        app.write(line(4))
+    rescan(partition, clock, 0.5)
+    assert drain(partition) == []  # listed once a second
+    assert [raw for c in rescan(partition, clock, 0.5) for raw in c.data.split(b"\n") if raw] == [
+        line(4).strip()
+    ]
+
+
+def test_a_rotated_file_quiet_for_the_rotate_wait_gives_up_its_half_line(
+    tmp_path, partitions, clock
+):
+    path = tmp_path / "api.log"
+    path.write_bytes(line(1) + b"2026-10-06 09:42:36 cust_2 /x 200 15.")
+    partition = partitions(path, rotate_wait=5.0)
+    drain(partition)
+    path.rename(tmp_path / "api.log.1")
+    assert rescan(partition, clock, 4.0) == []  # quiet for 4 s: still waiting
+    (cut,) = rescan(partition, clock, 1.5)
+    assert cut.cut and cut.data == b"2026-10-06 09:42:36 cust_2 /x 200 15."
+    (reject,) = __import__("logpipe.process.parse", fromlist=["cut_line"]).cut_line(cut).rejects
+    assert reject.reason.startswith("unterminated line")
+    assert not partition._readers  # closed; its state stays
+    (state,) = partition.snapshot().values()
+    assert state.offset == (tmp_path / "api.log.1").stat().st_size
+
+
+def test_two_rotations_while_stopped_read_every_file_oldest_first(tmp_path, partitions):
+    path = tmp_path / "api.log"
+    path.write_bytes(line(1))
+    first = partitions(path)
+    drain(first)
+    state = first.snapshot()
+    with path.open("ab") as f:
+        f.write(line(2))
+    path.rename(tmp_path / "api.log.1")
+    path.write_bytes(line(3) + line(4))
+    os.utime(tmp_path / "api.log.1", (1, 1))
+    (tmp_path / "api.log.1").rename(tmp_path / "api.log.2")
+    path.rename(tmp_path / "api.log.1")
+    os.utime(tmp_path / "api.log.1", (2, 2))
+    path.write_bytes(line(5))
+    assert drain(partitions(path, state)) == [line(n).strip() for n in (2, 3, 4, 5)]
+
+
+def test_a_compressed_rotation_is_read_from_where_it_stopped(tmp_path, partitions):
+    path = tmp_path / "api.log"
+    path.write_bytes(line(1))
+    first = partitions(path)
+    drain(first)
+    state = first.snapshot()
+    with path.open("ab") as f:
+        f.write(line(2))
+    with gzip.open(tmp_path / "api.log.1.gz", "wb") as packed:  # compress, no delay
+        packed.write(path.read_bytes())
+    path.unlink()
+    (tmp_path / "api.log").write_bytes(line(3))
+    assert drain(partitions(path, state)) == [line(2).strip(), line(3).strip()]
+
+
+# -- truncation ------------------------------------------------------------------------------
+
+
+def test_copytruncate_behind_the_reader_reads_the_rest_from_the_copy(tmp_path, partitions, clock):
+    path = tmp_path / "api.log"
+    path.write_bytes(line(1))
+    partition = partitions(path)
+    assert drain(partition) == [line(1).strip()]
+    with path.open("ab") as f:  # written, not read yet
+        f.write(line(2) + line(3))
+    shutil.copy(path, tmp_path / "api.log.1")
+    with path.open("r+b") as f:
+        f.truncate(0)
+    path.write_bytes(line(4))
+    read = drain(partition)  # notices the change and keeps nothing read from the wrong place
+    read += [raw for c in rescan(partition, clock) for raw in c.data.split(b"\n") if raw]
+    read += drain(partition)
+    assert sorted(read) == sorted(line(n).strip() for n in (2, 3, 4))
+
+
+def test_a_file_truncated_and_regrown_past_the_offset_is_read_whole_from_zero(
+    tmp_path, partitions
+):
+    path = tmp_path / "api.log"
+    path.write_bytes(line(1))
+    first = partitions(path)
+    drain(first)
+    state = first.snapshot()
+    path.write_bytes(line(7) * 3)  # same inode, new content, longer than the offset
+    assert drain(partitions(path, state)) == [line(7).strip()] * 3
+
+
+def test_one_identity_one_read_through_links_and_a_new_device(tmp_path, partitions):
+    real = tmp_path / "real.log"
+    real.write_bytes(line(1) + line(2))
+    (tmp_path / "link.log").symlink_to(real)
+    partition = partitions(tmp_path / "*.log", live=real)
+    assert drain(partition) == [line(1).strip(), line(2).strip()]
+    state = partition.snapshot()
+    # moved to a remounted volume: new inode (and device), same content
+    content = real.read_bytes()
+    real.unlink()
+    real.write_bytes(content + line(3))
+    assert drain(partitions(real, state)) == [line(3).strip()]
+
+
+def test_a_state_names_files_by_identity_not_path(tmp_path, partitions):
+    path = tmp_path / "api.log"
+    path.write_bytes(line(1))
+    partition = partitions(path)
+    drain(partition)
+    (identity,) = partition.snapshot()
+    assert identity == fingerprint(line(1))
+    assert partition.snapshot()[identity] == FileState(len(line(1)), False, path.stat().st_ino)
+
+
+# -- discovery -------------------------------------------------------------------------------
+
+
+def test_a_glob_is_listed_again_and_excludes_are_left(tmp_path, partitions, clock):
+    pattern = tmp_path / "*.log"
+    (tmp_path / "a.log").write_bytes(line(1))
+    a = partitions(pattern, live=tmp_path / "a.log", excludes=[str(tmp_path / "skip*")])
+    assert drain(a) == [line(1).strip()]
+    (tmp_path / "b.log").write_bytes(line(2))
+    (tmp_path / "skip.log").write_bytes(line(3))
+    b = partitions(pattern, live=tmp_path / "b.log", excludes=[str(tmp_path / "skip*")])
+    skip = partitions(pattern, live=tmp_path / "skip.log", excludes=[str(tmp_path / "skip*")])
+    clock.now += 1
+    assert drain(b) == [line(2).strip()]
+    assert drain(skip) == []
+
+
+def test_read_from_end_skips_what_is_there_at_the_first_run(tmp_path, partitions, clock):
+    path = tmp_path / "api.log"
+    path.write_bytes(line(1))
+    partition = partitions(path, read_from_end=True)
+    assert drain(partition) == []
+    with path.open("ab") as f:
+        f.write(line(2))
+    assert drain(partition) == [line(2).strip()]

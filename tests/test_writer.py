@@ -11,7 +11,7 @@ import pytest
 from logpipe.config import load_settings
 from logpipe.errors import LogpipeError
 from logpipe.process.counters import Counters
-from logpipe.process.sink import DeadLetters, _Writer, backoff_delay
+from logpipe.process.sink import MAX_BATCH_BYTES, DeadLetters, _Writer, backoff_delay
 
 
 def _points(n: int, start: int = 0) -> list[str]:
@@ -200,6 +200,66 @@ def test_without_marks_only_points_are_written(make_writer):
     writer.put(_chunk(3))
     writer.flush()
     assert fake.bodies == [_points(3)]
+
+
+def test_a_batch_is_cut_at_max_batch_bytes(make_writer):
+    """400 points of 50 KB (20 MB) in one batch by count: sent as bodies of at most
+    MAX_BATCH_BYTES, every point exactly once."""
+    points = [f'requests,customer_id=c path="{i:05d}{"x" * 50_000}" {i}' for i in range(400)]
+    fake = FakeInflux()
+    writer, counters, _ = make_writer(fake, batch_size=400)
+    writer.put((points[:150], set()))
+    writer.put((points[150:], set()))
+    writer.flush()
+    sizes = [len("\n".join(body).encode()) for body in fake.bodies]
+    assert len(sizes) == 3 and max(sizes) <= MAX_BATCH_BYTES
+    assert sorted(p for body in fake.bodies for p in body) == points
+    assert counters.stored == 400
+
+
+def test_a_body_too_large_for_influxdb_is_halved_until_it_fits(make_writer):
+    """A server whose max-body-size is below MAX_BATCH_BYTES answers 413: nothing is lost,
+    nothing is dead-lettered."""
+    stored: list[str] = []
+
+    def influx(request: httpx.Request) -> httpx.Response:
+        if len(request.content) > 1000:
+            return httpx.Response(413, json={"error": "Request Entity Too Large"})
+        stored.extend(request.content.decode().split("\n"))
+        return httpx.Response(204)
+
+    writer, counters, dead = make_writer(influx, batch_size=100)
+    writer.put(_chunk(100))  # about 3.8 KB
+    writer.flush()
+    dead.flush()
+    assert sorted(stored) == sorted(_points(100))
+    assert (counters.stored, counters.rejected) == (100, 0)
+    assert not dead.path.exists()
+
+
+def test_a_point_too_large_for_influxdb_is_dead_lettered(make_writer):
+    big = 'requests,customer_id=c3 path="' + "x" * 5000 + '" 3'
+    points = [*_points(3), big, *_points(4, start=4)]
+    stored: list[str] = []
+
+    def influx(request: httpx.Request) -> httpx.Response:
+        if big in request.content.decode():
+            return httpx.Response(413, json={"error": "Request Entity Too Large"})
+        stored.extend(p for p in request.content.decode().split("\n") if p.startswith("requests,"))
+        return httpx.Response(204)
+
+    writer, counters, dead = make_writer(influx, batch_size=8, marks=True, token=lambda: 1)
+    writer.put((points, {("c0", 0)}))
+    writer.flush()
+    dead.flush()
+    (letter,) = [json.loads(line) for line in dead.path.read_text().splitlines()]
+    assert letter["raw"] == big
+    assert letter["reason"] == (
+        "refused by InfluxDB: InfluxDB write failed with 413: Request Entity Too Large"
+    )
+    assert (letter["file"], letter["offset"]) == ("", -1)
+    assert sorted(stored) == sorted(_points(3) + _points(4, start=4))
+    assert (counters.stored, counters.rejected) == (7, 1)
 
 
 def test_backoff_grows_and_is_capped():

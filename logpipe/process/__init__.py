@@ -29,56 +29,78 @@ from logpipe.errors import ConfigError, InputError
 from logpipe.influx import InfluxClient
 from logpipe.process.counters import Counters, StatusReporter
 from logpipe.process.formats import LineFormat
-from logpipe.process.parse import Chunk, Parsed
+from logpipe.process.parse import Chunk, Parsed, cut_line
 from logpipe.process.sink import DeadLetters, InfluxSink
-from logpipe.process.source import LogFileSource
+from logpipe.process.source import LogFileSource, StdinSource
 from logpipe.rollup import Follower, supported
 from logpipe.status import PROCESS_STATUS
 
 log = logging.getLogger(__name__)
+STDIN = "-"
 
 
 def build_flow(
     settings: Settings,
-    inputs: list[Path],
+    patterns: list[str],
     *,
+    excludes: list[str] = [],  # noqa: B006 - never mutated
     once: bool,
     counters: Counters,
     dead: DeadLetters,
     line_format: LineFormat,
     process_id: int = 0,
+    processes: int = 1,
     marks: bool = False,
 ) -> Dataflow:
     parse_chunk = line_format.chunk_parser()
 
     def parse(chunk: Chunk) -> tuple[str, Parsed]:
-        return chunk.source, parse_chunk(chunk)
+        return chunk.source, cut_line(chunk) if chunk.cut else parse_chunk(chunk)
 
+    source: LogFileSource | StdinSource
+    if patterns == [STDIN]:
+        source = StdinSource(counters)
+    else:
+        source = LogFileSource(
+            patterns,
+            excludes=excludes,
+            once=once,
+            rotate_wait=settings.rotate_wait,
+            read_from_end=settings.read_from == "end",
+            counters=counters,
+            process_id=process_id,
+            processes=processes,
+        )
     flow = Dataflow("logpipe")
-    chunks = op.input("read", flow, LogFileSource(inputs, once=once, counters=counters))
+    chunks = op.input("read", flow, source)
     parsed = op.map("parse", chunks, parse)
     sink = InfluxSink(settings, counters=counters, dead=dead, process_id=process_id, marks=marks)
     op.output("store", parsed, sink)
     return flow
 
 
-def expand_inputs(patterns: list[str]) -> list[Path]:
-    """Input paths from names and globs; a name or glob that matches no file is an error."""
+def check_inputs(patterns: list[str], *, once: bool) -> None:
+    """Fail early on inputs that cannot work: none given, `-` with files, a file that cannot
+    be read, and with `once` a path or glob that matches no file. While following, a glob
+    may match nothing yet (it is listed again every second)."""
     if not patterns:
         raise InputError("no input file given (--input PATH)")
-    paths: list[Path] = []
+    if STDIN in patterns and len(patterns) > 1:
+        raise InputError("--input - (standard input) cannot be combined with files")
+    if patterns == [STDIN]:
+        return
     for pattern in patterns:
         matches = sorted(glob.glob(pattern)) if glob.has_magic(pattern) else [pattern]
         files = [Path(match) for match in matches if Path(match).is_file()]
-        if not files:
+        if not files and once:
             raise InputError(f"input {pattern} does not exist or is not a file")
-        paths += files
-    for path in paths:
-        try:
-            path.open("rb").close()
-        except OSError as exc:
-            raise InputError(f"cannot read {path}: {exc.strerror}") from exc
-    return paths
+        if not files:
+            log.warning("input %s matches no file yet; waiting for one", pattern)
+        for path in files:
+            try:
+                path.open("rb").close()
+            except OSError as exc:
+                raise InputError(f"cannot read {path}: {exc.strerror}") from exc
 
 
 def _recovery(settings: Settings) -> RecoveryConfig:
@@ -110,6 +132,7 @@ def run(
     patterns: list[str],
     *,
     once: bool = False,
+    excludes: list[str] = [],  # noqa: B006 - never mutated
     process_id: int | None = None,
     addresses: list[str] | None = None,
 ) -> Counters:
@@ -122,7 +145,9 @@ def run(
         raise ConfigError("--process-id and --addresses go together")
     if addresses is not None and process_id is not None and process_id >= len(addresses):
         raise ConfigError(f"--process-id {process_id} is not below the {len(addresses)} addresses")
-    inputs = expand_inputs(patterns)
+    check_inputs(patterns, once=once)
+    if patterns == [STDIN] and addresses is not None:
+        raise ConfigError("--input - (standard input) is for one process, not a cluster")
     # a bad format setting fails here, before InfluxDB is asked anything
     line_format = LineFormat.from_settings(settings.format, settings.keys, settings.timezone)
     with InfluxClient(settings) as client:
@@ -133,12 +158,14 @@ def run(
     dead = DeadLetters(settings.dead_letter_path)
     flow = build_flow(
         settings,
-        inputs,
+        patterns,
+        excludes=excludes,
         once=once,
         counters=counters,
         dead=dead,
         line_format=line_format,
         process_id=process_id or 0,
+        processes=len(addresses) if addresses else 1,
         marks=supported(version),
     )
     # One process of a cluster builds (all of them would build the same days at once), and

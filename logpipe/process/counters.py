@@ -35,7 +35,10 @@ class Counters:
 
     def set_lag(self, source: str, lag: int) -> None:
         with self._lock:
-            self._lag[source] = lag
+            if lag:
+                self._lag[source] = lag
+            else:  # files come and go: keep only those behind
+                self._lag.pop(source, None)
 
     def note_written(self, day: int) -> None:
         with self._lock:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -25,6 +26,7 @@ from logpipe.process.parse import (
     parse_text_line,
     parse_timestamp,
 )
+from logpipe.schema import MAX_EPOCH_SECONDS
 
 FIELDS = ("timestamp", "customer_id", "path", "status", "latency")
 _LOGFMT = re.compile(r'([^\s=]+)=("(?:[^"\\]|\\.)*"|\S*)')
@@ -38,12 +40,19 @@ def _from_record(record: Mapping[str, Any], keys: Mapping[str, str], zone: str) 
             raise ParseError(f"missing key {key!r}")
         values[name] = record[key]
     stamp = values["timestamp"]
+    nanos: int | None
     if isinstance(stamp, str):
-        seconds, nanos, digits = parse_timestamp(stamp, zone)
-    elif isinstance(stamp, (int, float)) and not isinstance(stamp, bool) and stamp >= 0:
-        seconds, nanos, digits = int(stamp), round((stamp % 1) * 1e6) * 1000, 6 * (stamp % 1 > 0)
+        seconds, nanos = parse_timestamp(stamp, zone)
+    elif isinstance(stamp, int) and not isinstance(stamp, bool):
+        seconds, nanos = stamp, None
+    elif isinstance(stamp, float) and math.isfinite(stamp):
+        # to the microsecond, the precision a double keeps for today's epoch seconds
+        seconds, micros = divmod(round(stamp * 1_000_000), 1_000_000)
+        nanos = micros * 1000
     else:
         raise ParseError(f"timestamp {str(stamp)[:60]!r} is neither ISO-8601 nor epoch seconds")
+    if not 0 <= seconds <= MAX_EPOCH_SECONDS:
+        raise ParseError(f"epoch timestamp {stamp!r} is outside 1970-01-01..2262-04-11")
     return Request(
         seconds,
         parse_customer_id(values["customer_id"]),
@@ -51,7 +60,6 @@ def _from_record(record: Mapping[str, Any], keys: Mapping[str, str], zone: str) 
         parse_status(values["status"]),
         parse_latency(values["latency"]),
         nanos,
-        digits,
     )
 
 

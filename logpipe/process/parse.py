@@ -17,6 +17,8 @@ from zoneinfo import ZoneInfo
 
 from logpipe.config import MEASUREMENT
 from logpipe.schema import (
+    MAX_EPOCH_SECONDS,
+    MIN_EPOCH_SECONDS,
     NS_PER_SECOND,
     SECONDS_PER_DAY,
     is_valid_customer_id,
@@ -48,27 +50,33 @@ class Request(NamedTuple):
     path: str
     status: int
     latency: float
-    nanos: int = 0
-    """The sub-second part the log gave, in nanoseconds."""
-    digits: int = 0
-    """How many sub-second digits the log gave (0 for whole seconds)."""
+    nanos: int | None = None
+    """The sub-second part the log gave, in nanoseconds (None: whole seconds)."""
 
 
 class Chunk(NamedTuple):
-    """Complete lines of one input file, starting at byte `offset`; `salt` tells the file
-    (and its rotation) apart in point timestamps."""
+    """Complete lines of one input file, starting at byte `offset`. `source` is the path it
+    was read through (for people); `file` the file's identity, which stays when the file is
+    renamed or copied (logpipe.process.files); `salt` is made from it for point timestamps."""
 
     source: str
     offset: int
     data: bytes
     salt: int = 0
+    file: str = ""
+    cut: bool = False
+    """`data` is an unterminated last line whose file is done: never stored (it may be cut)."""
 
 
 class Reject(NamedTuple):
+    """A line that is not stored, as the dead-letter file keeps it: (file, offset) name the
+    line whatever path it was read through."""
+
     source: str
     offset: int
     reason: str
     raw: str
+    file: str = ""
 
 
 class Parsed(NamedTuple):
@@ -106,7 +114,11 @@ def _day_start(text: str) -> int:
         day = date.fromisoformat(text)
     except ValueError:
         raise ParseError(f"impossible date {text!r}") from None
-    return _remember(_DAYS, text, (day.toordinal() - _UNIX_DAY_ZERO) * SECONDS_PER_DAY, 4096)
+    seconds = (day.toordinal() - _UNIX_DAY_ZERO) * SECONDS_PER_DAY
+    # a day away from the ends, so that any time of day and zone offset stays inside
+    if not MIN_EPOCH_SECONDS + SECONDS_PER_DAY < seconds < MAX_EPOCH_SECONDS - SECONDS_PER_DAY:
+        raise ParseError(f"date {text!r} is outside what InfluxDB stores (1677-09-23..2262-04-10)")
+    return _remember(_DAYS, text, seconds, 4096)
 
 
 def _second_of_day(text: str) -> int:
@@ -136,9 +148,9 @@ def naive_to_utc(local_seconds: int, zone: str) -> int:
     return local_seconds + _zone_offset(zone, local_seconds // 3600)
 
 
-def parse_timestamp(text: str, zone: str = "UTC") -> tuple[int, int, int]:
+def parse_timestamp(text: str, zone: str = "UTC") -> tuple[int, int | None]:
     """ISO-8601 (`2026-10-06T09:42:36.123+02:00`, `...Z`, or naive in `zone`) into
-    (epoch seconds, nanoseconds, number of fraction digits)."""
+    (epoch seconds, nanoseconds of the fraction or None without one)."""
     match = _ISO.fullmatch(text)
     if not match:
         raise ParseError(f"timestamp {text[:60]!r} is not ISO-8601")
@@ -151,9 +163,7 @@ def parse_timestamp(text: str, zone: str = "UTC") -> tuple[int, int, int]:
         seconds = local - offset if sign == "+" else local + offset
     else:
         seconds = naive_to_utc(local, zone)
-    digits = len(fraction) if fraction else 0
-    nanos = int(fraction.ljust(9, "0")) if fraction else 0
-    return seconds, nanos, digits
+    return seconds, int(fraction.ljust(9, "0")) if fraction else None
 
 
 def parse_status(value: object) -> int:
@@ -206,10 +216,10 @@ def parse_text_line(line: str, zone: str = "UTC") -> Request:
     fields = line.split()
     if len(fields) == 6:
         day, clock, customer_id, path, status, latency = fields
-        seconds, nanos, digits = naive_to_utc(_day_start(day) + _second_of_day(clock), zone), 0, 0
+        seconds, nanos = naive_to_utc(_day_start(day) + _second_of_day(clock), zone), None
     elif len(fields) == 5 and "T" in fields[0].upper():
         stamp, customer_id, path, status, latency = fields
-        seconds, nanos, digits = parse_timestamp(stamp, zone)
+        seconds, nanos = parse_timestamp(stamp, zone)
     else:
         raise ParseError(f"expected 6 space-separated fields, found {len(fields)}")
     return Request(
@@ -219,7 +229,6 @@ def parse_text_line(line: str, zone: str = "UTC") -> Request:
         parse_status(status),
         parse_latency(latency),
         nanos,
-        digits,
     )
 
 
@@ -236,7 +245,7 @@ _TEXT_FAST = re.compile(
 
 def _reject(chunk: Chunk, offset: int, reason: str, raw: bytes) -> Reject:
     text = raw[:RAW_LINE_LIMIT].decode("utf-8", errors="backslashreplace")
-    return Reject(chunk.source, offset, reason, text)
+    return Reject(chunk.source, offset, reason, text, chunk.file)
 
 
 def _parse_one(
@@ -270,15 +279,17 @@ def _parse_one(
             status=request.status,
             latency=request.latency,
             path=request.path,
-            timestamp_ns=point_timestamp(
-                request.epoch_seconds,
-                nanos=request.nanos,
-                digits=request.digits,
-                salt=chunk.salt,
-                offset=offset,
-            ),
+            timestamp_ns=point_timestamp(request.epoch_seconds, salt=chunk.salt, offset=offset),
+            subsecond_ns=request.nanos,
         )
     )
+
+
+def cut_line(chunk: Chunk) -> Parsed:
+    """A chunk with `cut`: its line goes to the dead-letter file, whatever it looks like (its
+    newline never came, so its last field may be cut short: `15.25` read as `1`)."""
+    reason = "unterminated line: its newline never came before the file was done"
+    return Parsed([], [_reject(chunk, chunk.offset, reason, chunk.data)], set())
 
 
 def parse_chunk(chunk: Chunk, parse_line: Callable[[str], Request] = parse_text_line) -> Parsed:

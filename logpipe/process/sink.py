@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import queue
 import random
 import threading
@@ -31,26 +32,65 @@ MAX_QUEUED = 8
 """Point lists waiting for the writer; when full, the dataflow waits (bounded memory)."""
 IN_FLIGHT = 2
 """Batches being written at once by one sink partition."""
+MAX_BATCH_BYTES = 8 * 1024 * 1024
+"""Most bytes of points in one write body; InfluxDB 1.x refuses a body over its
+max-body-size (25 MB by default) with 413."""
+RECENT_BYTES = 8 * 1024 * 1024
+"""How much of the end of the dead-letter file is read for the keys of a replay (see
+DeadLetters)."""
 _STOP = object()
+_LINE_BREAKS = str.maketrans({c: f"\\u{ord(c):04x}" for c in "\u0085\u2028\u2029"})
 
 
 class DeadLetters:
-    """Appends rejected lines as JSON lines; shared by every sink partition of the process."""
+    """Appends rejected lines as JSON lines; shared by every sink partition of the process.
+
+    Each line is one entry: U+2028, U+2029 and U+0085, line breaks to many readers (Python's
+    str.splitlines among them), are escaped like the C0 controls; other text stays readable.
+
+    A line is dead-lettered once, even across a crash. Bytewax replays the lines read after
+    the last recovery snapshot, so their rejects come again; at its first add, this reads the
+    (file, offset) keys of the entries in the last RECENT_BYTES of the file and skips a reject
+    with one of them. The bound: a replay covers the input read since the last snapshot (a
+    second by default), whose entries are the last ones written; RECENT_BYTES holds at least
+    ~1,500 entries (the raw text keeps 1,024 bytes of a line, at most 5 KB escaped) and tens
+    of thousands of typical ones. Were more lines rejected in that time, the oldest of them
+    would be written twice, never lost. Within one run no line is parsed twice, so the keys
+    found at the start are all it needs. Rejects made here for points InfluxDB refused (file
+    "") are always written.
+    """
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self._lock = threading.Lock()
         self._file: Any = None
+        self._written: set[tuple[str, int]] = set()  # (file, offset) keys found at the start
 
     def add(self, rejects: list[Reject]) -> None:
         if not rejects:
             return
         with self._lock:
             if self._file is None:
-                self.path.parent.mkdir(parents=True, exist_ok=True)
-                self._file = self.path.open("a", encoding="utf-8")
+                self._open()
             for reject in rejects:
-                self._file.write(json.dumps(reject._asdict(), ensure_ascii=False) + "\n")
+                if reject.file and (reject.file, reject.offset) in self._written:
+                    continue  # replayed after a crash, and already here
+                self._file.write(_entry(reject) + "\n")
+
+    def _open(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._file = self.path.open("a", encoding="utf-8")
+        with self.path.open("rb") as f:
+            start = max(0, f.seek(0, os.SEEK_END) - RECENT_BYTES)
+            f.seek(start)
+            tail = f.read()
+        if tail and not tail.endswith(b"\n"):
+            self._file.write("\n")  # a crash cut the last entry: the next starts a new line
+        lines = tail.split(b"\n")
+        for line in lines[1:] if start else lines:  # the first may be the end of an entry
+            key = _key(line)
+            if key is not None:
+                self._written.add(key)
 
     def flush(self) -> None:
         with self._lock:
@@ -64,6 +104,20 @@ class DeadLetters:
                 self._file = None
 
 
+def _entry(reject: Reject) -> str:
+    """The JSON text of a dead-letter entry, on one line for every reader."""
+    return json.dumps(reject._asdict(), ensure_ascii=False).translate(_LINE_BREAKS)
+
+
+def _key(line: bytes) -> tuple[str, int] | None:
+    """The (file, offset) of the entry on `line`; None for a sink's reject or a cut line."""
+    try:
+        entry = json.loads(line)
+        return (entry["file"], entry["offset"]) if entry.get("file") else None
+    except (ValueError, KeyError, AttributeError):
+        return None
+
+
 def backoff_delay(attempt: int, *, base: float = 0.2, cap: float = 10.0) -> float:
     """Exponential backoff with full jitter: uniform in [0, min(cap, base * 2**attempt)]."""
     return random.uniform(0, min(cap, base * 2**attempt))
@@ -71,8 +125,9 @@ def backoff_delay(attempt: int, *, base: float = 0.2, cap: float = 10.0) -> floa
 
 class _Writer(threading.Thread):
     """Owns one InfluxDB client. Takes point lists from a bounded queue, cuts them into
-    batches of `batch_size` (or less when a point has waited `flush_interval`) and writes
-    up to IN_FLIGHT batches at once, so InfluxDB always has the next batch at hand.
+    batches of `batch_size` points and at most MAX_BATCH_BYTES (or less when a point has
+    waited `flush_interval`) and writes up to IN_FLIGHT batches at once, so InfluxDB always
+    has the next batch at hand.
 
     With `marks`, every write also carries a fresh rollup mark for each (customer, day) its
     points may touch, in the same body: what tells the builder which rollups to build again
@@ -142,6 +197,7 @@ class _Writer(threading.Thread):
 
     def _loop(self) -> None:
         buffer: list[str] = []
+        size = 0  # bytes of the buffer's body
         days: set[tuple[str, int]] = set()  # of the buffer's points (of whole items)
         deadline = 0.0
         while True:
@@ -150,12 +206,12 @@ class _Writer(threading.Thread):
                 item = self._queue.get(timeout=timeout)
             except queue.Empty:
                 self._send(buffer, days)
-                buffer, days = [], set()
+                buffer, size, days = [], 0, set()
                 continue
             if item is _STOP or isinstance(item, threading.Event):
                 # a flush: everything so far is written and acknowledged, then say so
                 self._send(buffer, days)
-                buffer, days = [], set()
+                buffer, size, days = [], 0, set()
                 self._wait(0)
                 if not isinstance(item, threading.Event):
                     return  # _STOP
@@ -164,13 +220,25 @@ class _Writer(threading.Thread):
             if not buffer:
                 deadline = time.monotonic() + self._flush_interval
             points, touched = item
-            buffer.extend(points)
-            days = days | touched
-            while len(buffer) >= self._batch_size:
-                self._send(buffer[: self._batch_size], days)
-                buffer = buffer[self._batch_size :]
-                # the buffer held less than a batch before `points`: what is left is theirs
-                days = touched if buffer else set()
+            days |= touched
+            # characters, which are the bytes of ASCII points (a body of non-ASCII ones may be
+            # larger: a 413 then splits it); the common item fits whole, counted at once
+            cost = sum(map(len, points)) + len(points)
+            if len(buffer) + len(points) < self._batch_size and size + cost <= MAX_BATCH_BYTES:
+                buffer.extend(points)
+                size += cost
+                continue
+            for point in points:
+                cost = len(point) + 1  # and its newline
+                if len(buffer) >= self._batch_size or (buffer and size + cost > MAX_BATCH_BYTES):
+                    self._send(buffer, days)
+                    # the points before `points` are sent: what the buffer gets now is theirs
+                    buffer, size, days = [], 0, set(touched)
+                buffer.append(point)
+                size += cost
+            if len(buffer) >= self._batch_size:  # a full batch goes now, not with the next
+                self._send(buffer, days)
+                buffer, size, days = [], 0, set()
 
     def _send(self, points: list[str], days: set[tuple[str, int]]) -> None:
         """Write `points` from a sender thread, once fewer than IN_FLIGHT writes are busy."""
@@ -204,8 +272,14 @@ class _Writer(threading.Thread):
                 self._sleep(delay)
                 continue
             except InfluxRejected as exc:
-                if exc.status_code != 400:
-                    raise
+                if exc.status_code == 413 and len(points) > 1:
+                    # over the server's max-body-size (lowered from its default): in halves
+                    middle = len(points) // 2
+                    self._write(points[:middle], days)
+                    self._write(points[middle:], days)
+                    return
+                if exc.status_code not in (400, 413):
+                    raise  # 401, 403, 404: a configuration error, the same for every write
                 if days:
                     # A mark at 00:00 may be refused where the points are not (a retention
                     # policy ending that day): the points come first; the API checks
@@ -227,8 +301,9 @@ class _Writer(threading.Thread):
             self._counters.note_written(min(day for _, day in days))
 
     def _split_refused(self, points: list[str], exc: InfluxRejected) -> None:
-        """A 400: find the refused points by halving (rewriting a stored point is harmless:
-        the same point overwrites itself) and dead-letter them with InfluxDB's reason."""
+        """A 400, or a 413 for one point: find the refused points by halving (rewriting a
+        stored point is harmless: the same point overwrites itself) and dead-letter them with
+        InfluxDB's reason."""
         if len(points) == 1:
             self._dead.add([Reject("", -1, f"refused by InfluxDB: {exc}", points[0])])
             self._counters.add(rejected=1)

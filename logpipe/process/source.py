@@ -1,22 +1,47 @@
-"""The Bytewax source: one partition per input file, read in large chunks of complete lines.
+"""The Bytewax source: a fixed set of partitions, each owning the streams whose live path
+hashes to it, reading every file of its streams once, in large chunks of complete lines.
 
-A partition follows its path the way `tail -F` does: a file renamed away and replaced
-(logrotate's default) is read to its end and then the new file from offset 0; a file
-truncated in place (copytruncate) is read again from offset 0.
+Files are known by their identity (logpipe.process.files), never by path or device, and
+each partition keeps {identity: FileState} as its recovery state. Why nothing is lost or
+read twice:
+
+- A file is read from its saved offset, which is always the start of a line not yet handed
+  on (or a place inside an over-long line being skipped, with `skipping` saved too), and
+  Bytewax saves the offsets only once the sink has stored everything before them.
+- Renamed (logrotate `create`): the open descriptor is kept and read, whatever the file's
+  name now, until the file has been quiet for `rotate_wait` and is no longer live; the
+  application may still write to it until it reopens its log. A file found again later
+  with more bytes than its offset is read on from there.
+- Rotated several times while stopped: every rotated sibling is listed (`api.log.2`,
+  `api.log.1.gz`…), each by its identity; a partition reads its files oldest first.
+- Copied and truncated (copytruncate): a read that finds the file shorter than its offset,
+  or starting with another first line, is dropped; the copy has the old identity, and the
+  file is read on from the copy at the saved offset. The truncated file, once it has a first
+  line, is a new file read from 0.
+- An unterminated line is never handed on as a line: it waits for its newline; when its file
+  is closed after the rotate wait, it goes to the dead-letter file with that reason. `--once`
+  stops before it and leaves it for the next run.
+- Partitions are fixed (PARTITIONS, whatever the number of workers), and a stream always
+  hashes to the same one, so a restart with another number of workers or processes finds
+  every file's state where it left it.
 """
 
 from __future__ import annotations
 
+import gzip
 import logging
 import os
+import time
+import uuid
+import zlib
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
-from typing import BinaryIO, NamedTuple
+from typing import IO, NamedTuple, cast
 
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 
 from logpipe.process.counters import Counters
+from logpipe.process.files import RESCAN_EVERY, Found, Scanner, fingerprint, head_of
 from logpipe.process.parse import MAX_LINE_BYTES, Chunk
 from logpipe.schema import source_salt
 
@@ -24,188 +49,366 @@ log = logging.getLogger(__name__)
 
 CHUNK_BYTES = 1 << 20
 IDLE_POLL = timedelta(milliseconds=50)
+_RESCAN = timedelta(seconds=RESCAN_EVERY)
+PARTITIONS = 64
+"""Source partitions, fixed so that saved states always find their partition again; also
+the most workers (of all processes) that read files at once."""
+FORGET_AFTER = 3600.0
+"""Seconds of this run after which the state of a file no longer found is dropped: the state
+stays bounded by the files seen within the last hour."""
+
+
+def partition_of(stream: str) -> int:
+    """The partition that owns a stream (files.py), whatever the workers and processes."""
+    return zlib.crc32(stream.encode()) % PARTITIONS
 
 
 class FileState(NamedTuple):
-    """Where a partition stands, as Bytewax recovery stores it.
+    """Where a partition stands in one file, as Bytewax recovery stores it.
 
-    identity: the file being read, "device:inode" (a rotated-in file has another one);
-    offset: the first byte not yet handed to the dataflow, always the start of a line;
-    generation: how often this file was truncated in place; with the identity it tells the
-    timestamps of a rewritten file apart from those of its earlier content.
+    offset: the first byte not yet handed on; the start of a line unless `skipping`;
+    skipping: the offset is inside a line too long to store, to be skipped to its newline;
+    inode: the inode it was last read through, preferred among copies with one identity.
     """
 
-    identity: str
     offset: int
-    generation: int = 0
+    skipping: bool = False
+    inode: int = 0
 
 
-def file_identity(stat: os.stat_result) -> str:
-    return f"{stat.st_dev}:{stat.st_ino}"
+class _Changed(Exception):
+    """The file under an open descriptor was truncated or rewritten."""
 
 
 def _utcnow() -> datetime:
     return datetime.now(timezone.utc)
 
 
-def _find_by_identity(path: Path, identity: str) -> Path | None:
-    """The rotated file (e.g. api.log.1) that still has `identity`, next to `path`."""
-    for sibling in sorted(path.parent.glob(path.name + "*")):
-        try:
-            if file_identity(sibling.stat()) == identity:
-                return sibling
-        except OSError:
-            continue
-    return None
+class _Reader:
+    """One open file of a partition, handing on complete lines from its offset."""
 
+    def __init__(self, found: Found, state: FileState, *, now: float) -> None:
+        self.identity = found.identity
+        self.source = str(found.path)
+        self.live = found.live
+        self.mtime = found.mtime
+        self._compressed = found.compressed
+        opened = gzip.open(found.path) if found.compressed else found.path.open("rb")  # noqa: SIM115
+        self._file = cast(IO[bytes], opened)
+        self._inode = os.fstat(self._file.fileno()).st_ino
+        self._file.seek(state.offset)
+        self.offset = state.offset
+        self.skipping = state.skipping
+        self.partial = b""  # the start of a line whose newline has not arrived yet
+        self.grew_at = now
+        self._salt = source_salt(found.identity)
 
-class _FilePartition(StatefulSourcePartition[Chunk, FileState]):
-    """Reads one path from its saved state; follows it as it grows unless `once`."""
+    def state(self) -> FileState:
+        return FileState(self.offset, self.skipping, self._inode)
 
-    def __init__(
-        self,
-        path: Path,
-        state: FileState | None,
-        *,
-        once: bool,
-        counters: Counters,
-        clock: Callable[[], datetime] = _utcnow,
-    ) -> None:
-        self._path = path
-        self._key = str(path)
-        self._once = once
-        self._counters = counters
-        self._clock = clock
-        self._awake: datetime | None = None
-        current = file_identity(path.stat())
-        if state is None or state.identity == current:
-            self._open(path, state or FileState(current, 0))
-            return
-        # Rotated while we were stopped: finish the old file first if it is still there.
-        old = _find_by_identity(path, state.identity)
-        if old is None:
-            log.warning("%s was replaced and its old file is gone; reading the new one", path)
-            self._open(path, FileState(current, 0))
-        else:
-            self._open(old, state)
+    def lag(self) -> int:
+        if self._compressed:
+            return 0
+        return max(0, os.fstat(self._file.fileno()).st_size - self.offset)
 
-    def _open(self, path: Path, state: FileState) -> None:
-        self._file: BinaryIO = path.open("rb")
-        stat = os.fstat(self._file.fileno())
-        self._identity = file_identity(stat)
-        same = state.identity == self._identity
-        offset, generation = (state.offset, state.generation) if same else (0, 0)
-        if stat.st_size < offset:  # truncated while stopped
-            offset, generation = 0, generation + 1
-        self._restart(offset, generation)
-
-    def _restart(self, offset: int, generation: int) -> None:
-        """Read the open file from `offset`, as its `generation`-th content (a new one after
-        each truncation, with a salt of its own)."""
-        self._file.seek(offset)
-        self._offset = offset
-        self._partial = b""  # the start of a line whose newline has not arrived yet
-        self._skipping = False  # inside a line too long to keep: drop bytes until newline
-        self._generation = generation
-        self._salt = source_salt(f"{self._key}|{self._identity}|{generation}")
-
-    def next_batch(self) -> list[Chunk]:
-        if self._file.closed:  # --once and finished
-            raise StopIteration
+    def read(self, now: float) -> list[Chunk]:
+        """Complete lines read on from the offset ([] at the end of the file for now)."""
         data = self._file.read(CHUNK_BYTES)
         if not data:
-            return self._at_end()
-        self._awake = None
-        if self._skipping:
+            if not self._compressed:
+                self._check_unchanged(now)
+            return []
+        if not self._compressed:
+            self._check_unchanged(now)
+        self.grew_at = now
+        if self.skipping:
             data = self._skip_to_newline(data)
         chunks = []
-        data = self._partial + data
+        data = self.partial + data
         end = data.rfind(b"\n") + 1
-        self._partial = data[end:]
+        self.partial = data[end:]
         if end:
-            chunks.append(Chunk(self._key, self._offset, data[:end], self._salt))
-            self._offset += end
-        if len(self._partial) > MAX_LINE_BYTES:
+            chunks.append(self._chunk(data[:end]))
+        if len(self.partial) > MAX_LINE_BYTES:
             # Hand on just enough to be rejected as too long, then drop the rest of the line.
-            chunks.append(Chunk(self._key, self._offset, self._partial[: MAX_LINE_BYTES + 1], 0))
-            self._offset += len(self._partial)
-            self._partial = b""
-            self._skipping = True
-        self._report_lag()
+            chunks.append(
+                self._chunk(self.partial[: MAX_LINE_BYTES + 1], length=len(self.partial))
+            )
+            self.partial = b""
+            self.skipping = True
         return chunks
+
+    def _check_unchanged(self, now: float) -> None:
+        """Raise _Changed when the file is now shorter than what was read, or starts with
+        another first line: what was just read may not belong to this file."""
+        fd = self._file.fileno()
+        if os.fstat(fd).st_size < self.offset + len(self.partial):
+            raise _Changed
+        if fingerprint(head_of(fd), rotated=not self.live) != self.identity:
+            raise _Changed
+
+    def _chunk(self, data: bytes, *, length: int | None = None, cut: bool = False) -> Chunk:
+        chunk = Chunk(self.source, self.offset, data, self._salt, self.identity, cut)
+        self.offset += len(data) if length is None else length
+        return chunk
 
     def _skip_to_newline(self, data: bytes) -> bytes:
         end = data.find(b"\n") + 1
         if end == 0:
-            self._offset += len(data)
+            self.offset += len(data)
             return b""
-        self._offset += end
-        self._skipping = False
+        self.offset += end
+        self.skipping = False
         return data[end:]
 
-    def _at_end(self) -> list[Chunk]:
-        self._report_lag()
-        if self._once:
-            if self._partial:  # --once: the file is finished, so its last line is too
-                return [self._take_partial()]
-            self._file.close()  # Bytewax does not always call close() after StopIteration
-            raise StopIteration
-        self._awake = self._clock() + IDLE_POLL
-        return self._follow()
-
-    def _take_partial(self) -> Chunk:
-        chunk = Chunk(self._key, self._offset, self._partial, self._salt)
-        self._offset += len(self._partial)
-        self._partial = b""
-        return chunk
-
-    def _follow(self) -> list[Chunk]:
-        """At the end of the file: notice truncation and rotation."""
-        size = os.fstat(self._file.fileno()).st_size
-        if size < self._offset + len(self._partial):
-            log.info("%s was truncated; reading it again from the start", self._key)
-            self._restart(0, self._generation + 1)
+    def cut(self) -> list[Chunk]:
+        """The unterminated last line, handed on to be dead-lettered (the file is done)."""
+        if not self.partial:
             return []
-        try:
-            replaced = file_identity(self._path.stat()) != self._identity
-        except FileNotFoundError:  # renamed away, the new file is not there yet
-            return []
-        if not replaced:
-            return []
-        log.info("%s was rotated; reading the new file", self._key)
-        finished = [self._take_partial()] if self._partial else []  # its last line is complete
-        self._file.close()
-        self._open(self._path, FileState("", 0))
-        return finished
-
-    def _report_lag(self) -> None:
-        size = os.fstat(self._file.fileno()).st_size
-        self._counters.set_lag(self._key, max(0, size - self._offset))
-
-    def next_awake(self) -> datetime | None:
-        return self._awake
-
-    def snapshot(self) -> FileState:
-        return FileState(self._identity, self._offset, self._generation)
+        chunk = self._chunk(self.partial, cut=True)
+        self.partial = b""
+        return [chunk]
 
     def close(self) -> None:
         self._file.close()
 
 
-class LogFileSource(FixedPartitionedSource[Chunk, FileState]):
-    """Every input file is a partition, keyed by its absolute path."""
+PartitionState = dict[str, FileState]
 
-    def __init__(self, paths: list[Path], *, once: bool, counters: Counters) -> None:
-        self._paths = sorted({str(path.absolute()) for path in paths})
+
+class _FilesPartition(StatefulSourcePartition[Chunk, PartitionState]):
+    """The files of the streams that hash to partition `index`; see the module docstring."""
+
+    def __init__(
+        self,
+        index: int,
+        scanner: Scanner,
+        state: PartitionState | None,
+        *,
+        once: bool,
+        rotate_wait: float,
+        read_from_end: bool,
+        counters: Counters,
+        clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], datetime] = _utcnow,
+    ) -> None:
+        self._index = index
+        self._scanner = scanner
+        self._files: PartitionState = dict(state or {})
+        self._readers: dict[str, _Reader] = {}
+        self._seen: dict[str, float] = {}  # identity -> when last listed (this run's clock)
         self._once = once
+        self._rotate_wait = rotate_wait
+        # --read-from end: files already there when a partition first runs, without state
+        self._skip_existing = read_from_end and state is None
+        self._counters = counters
+        self._clock = clock
+        self._wall_clock = wall_clock
+        self._scanned_at: float | None = None
+        self._cut: list[Chunk] = []
+        self._awake: datetime | None = None
+        self._finished = False
+
+    def next_batch(self) -> list[Chunk]:
+        if self._finished:
+            raise StopIteration
+        now = self._clock()
+        if self._scanned_at is None or (not self._once and now - self._scanned_at >= RESCAN_EVERY):
+            self._rescan(now)
+        if self._cut:
+            chunks, self._cut = self._cut, []
+            return chunks
+        for reader in sorted(self._readers.values(), key=lambda r: (r.live, r.mtime)):
+            try:
+                chunks = reader.read(now)
+            except _Changed:
+                # read on from a copy with this identity if the next listing finds one
+                log.info("%s was truncated or rewritten under its name", reader.source)
+                self._close(reader)
+                continue
+            self._counters.set_lag(reader.identity, reader.lag())
+            if chunks:
+                self._awake = None
+                return chunks
+        if self._once:
+            self._finish()
+        # with no open file, only the next listing can bring work
+        self._awake = self._wall_clock() + (IDLE_POLL if self._readers else _RESCAN)
+        return []
+
+    def _finish(self) -> None:
+        """--once: every file is read to its last newline."""
+        for reader in self._readers.values():
+            if reader.partial:
+                log.warning(
+                    "%s ends in an unterminated line (%d bytes): left for the next run",
+                    reader.source,
+                    len(reader.partial),
+                )
+        self._finished = True
+        self._close_readers()
+        raise StopIteration
+
+    def _owned(self, found: Found) -> bool:
+        return partition_of(found.stream) == self._index
+
+    def _rescan(self, now: float) -> None:
+        self._scanned_at = now
+        listed: dict[str, list[Found]] = {}
+        for found in self._scanner.scan():
+            if self._owned(found):
+                listed.setdefault(found.identity, []).append(found)
+        for identity, copies in listed.items():
+            self._seen[identity] = now
+            reader = self._readers.get(identity)
+            if reader is not None:
+                reader.live = any(found.live for found in copies)
+                continue
+            state = self._files.get(identity)
+            if state is None:
+                start = max(found.size for found in copies) if self._skip_existing else 0
+                state = self._files[identity] = FileState(start)
+            self._open(copies, state, now)
+        for reader in list(self._readers.values()):
+            if not reader.live and now - reader.grew_at >= self._rotate_wait:
+                self._cut += reader.cut()
+                self._close(reader)
+        for identity in [
+            i for i in self._files if now - self._seen.setdefault(i, now) > FORGET_AFTER
+        ]:
+            if identity not in self._readers:
+                del self._files[identity], self._seen[identity]
+        self._skip_existing = False
+
+    def _open(self, copies: list[Found], state: FileState, now: float) -> None:
+        """Open the file at its offset when it has more to read; of several copies, the one
+        read before (same inode), else the live one, else the newest."""
+        copies = sorted(copies, key=lambda f: (f.inode == state.inode, f.live, f.mtime))
+        found = copies[-1]
+        if found.size < state.offset:
+            log.warning("%s is shorter than where it was read to; not read again", found.path)
+            return
+        if found.size == state.offset and not (found.live and not self._once):
+            return  # nothing more, and not a file that grows
+        try:
+            self._readers[found.identity] = _Reader(found, state, now=now)
+        except OSError as exc:
+            log.warning("cannot read %s: %s", found.path, exc)
+
+    def _close(self, reader: _Reader) -> None:
+        self._files[reader.identity] = reader.state()
+        self._readers.pop(reader.identity).close()
+        self._counters.set_lag(reader.identity, 0)
+
+    def _close_readers(self) -> None:
+        for reader in list(self._readers.values()):
+            self._close(reader)
+
+    def next_awake(self) -> datetime | None:
+        return self._awake
+
+    def snapshot(self) -> PartitionState:
+        return {**self._files, **{i: r.state() for i, r in self._readers.items()}}
+
+    def close(self) -> None:
+        self._close_readers()
+
+
+class LogFileSource(FixedPartitionedSource[Chunk, PartitionState]):
+    """Files of the input patterns and their rotated siblings, in PARTITIONS partitions;
+    in a cluster, process p of n lists the partitions whose index is p mod n, so the streams
+    spread over the processes by their partition (Bytewax spreads them over its workers)."""
+
+    def __init__(
+        self,
+        patterns: list[str],
+        *,
+        excludes: list[str] = [],  # noqa: B006 - never mutated
+        once: bool,
+        rotate_wait: float,
+        read_from_end: bool = False,
+        counters: Counters,
+        process_id: int = 0,
+        processes: int = 1,
+    ) -> None:
+        self._scanner = Scanner(patterns, excludes)
+        self._process_id = process_id
+        self._processes = processes
+        self._once = once
+        self._rotate_wait = rotate_wait
+        self._read_from_end = read_from_end
         self._counters = counters
 
     def list_parts(self) -> list[str]:
-        return self._paths
+        return [
+            f"files-{index:02d}"
+            for index in range(PARTITIONS)
+            if index % self._processes == self._process_id
+        ]
 
     def build_part(
-        self, step_id: str, for_part: str, resume_state: FileState | None
-    ) -> _FilePartition:
-        return _FilePartition(
-            Path(for_part), resume_state, once=self._once, counters=self._counters
+        self, step_id: str, for_part: str, resume_state: PartitionState | None
+    ) -> _FilesPartition:
+        return _FilesPartition(
+            int(for_part.removeprefix("files-")),
+            self._scanner,
+            resume_state,
+            once=self._once,
+            rotate_wait=self._rotate_wait,
+            read_from_end=self._read_from_end,
+            counters=self._counters,
         )
+
+
+class _StdinPartition(StatefulSourcePartition[Chunk, None]):
+    """Standard input: read as it comes, nothing saved. A restart cannot read again what an
+    earlier run read, so lines in flight at a crash are lost; each run has its own salt."""
+
+    def __init__(self, fd: int, counters: Counters) -> None:
+        self._fd = fd
+        os.set_blocking(fd, False)
+        self._identity = "stdin-" + uuid.uuid4().hex[:12]
+        self._salt = source_salt(self._identity)
+        self._offset = 0
+        self._partial = b""
+        self._awake: datetime | None = None
+
+    def next_batch(self) -> list[Chunk]:
+        try:
+            data = os.read(self._fd, CHUNK_BYTES)
+        except BlockingIOError:
+            self._awake = _utcnow() + IDLE_POLL
+            return []
+        if not data:  # the end: a last line without newline is dead-lettered, as in files
+            if not self._partial:
+                raise StopIteration
+            cut = Chunk("-", self._offset, self._partial, self._salt, self._identity, True)
+            self._partial = b""
+            return [cut]
+        self._awake = None
+        data = self._partial + data
+        end = data.rfind(b"\n") + 1
+        self._partial = data[end:]
+        chunk = [Chunk("-", self._offset, data[:end], self._salt, self._identity)]
+        self._offset += end
+        return chunk if end else []
+
+    def next_awake(self) -> datetime | None:
+        return self._awake
+
+    def snapshot(self) -> None:
+        return None
+
+
+class StdinSource(FixedPartitionedSource[Chunk, None]):
+    """`--input -`: one partition reading standard input until it ends."""
+
+    def __init__(self, counters: Counters, fd: int = 0) -> None:
+        self._counters = counters
+        self._fd = fd
+
+    def list_parts(self) -> list[str]:
+        return ["stdin"]
+
+    def build_part(self, step_id: str, for_part: str, resume_state: None) -> _StdinPartition:
+        return _StdinPartition(self._fd, self._counters)

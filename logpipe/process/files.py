@@ -1,0 +1,183 @@
+"""Which files there are to read, and what each one is.
+
+Words used here and in logpipe.process.source:
+
+- identity: a file's fingerprint, a hash of its first line (of its first FINGERPRINT_BYTES
+  bytes when the first line is longer). It stays the same when the file is renamed, copied
+  (logrotate's copytruncate), compressed, hard-linked, reached through a symlink or moved to
+  a remounted volume, so one file is read once whatever names it. A file whose first line
+  is not complete yet has no identity and is not read until it has one. The device number
+  is never part of it (it changes on remount); neither is the path.
+- live: a file named by an --input path or glob under a name that is not a rotated name.
+- rotated name: the live name plus logrotate's suffix: `api.log.1`, `api.log.2.gz`,
+  `api.log-20261201`, `api.log.gz`. Such siblings of every live path are read too, so a
+  file renamed away while logpipe was stopped is finished.
+- stream: the live path a file belongs to (its rotated siblings belong to it too); all files
+  of a stream are owned by one source partition, which reads them oldest first.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import glob
+import gzip
+import hashlib
+import logging
+import os
+import re
+import struct
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import NamedTuple
+
+log = logging.getLogger(__name__)
+
+FINGERPRINT_BYTES = 1024
+RESCAN_EVERY = 1.0
+"""Seconds between two listings of the inputs while following (Vector's glob cooldown)."""
+
+_ROTATED = re.compile(r"(?:\.\d{1,4}|-\d{8}(?:\d\d)?|-\d{4}-\d\d-\d\d)?(?:\.gz)?")
+
+
+class Found(NamedTuple):
+    """A file as one listing saw it."""
+
+    path: Path
+    identity: str
+    stream: str
+    live: bool
+    inode: int
+    size: int
+    """Bytes of content: for a .gz file, of its uncompressed content (mod 4 GiB, as gzip keeps)."""
+    mtime: float
+    compressed: bool
+
+
+def fingerprint(head: bytes, *, rotated: bool = False) -> str | None:
+    """The identity of a file that starts with `head` (None until its first line is complete).
+
+    A rotated file with no complete line is known by what it has (an application gave up
+    its only line there); should the line be finished later, it is another file, read from 0.
+    """
+    end = head.find(b"\n") + 1
+    if end == 0:
+        if len(head) < FINGERPRINT_BYTES and not (rotated and head):
+            return None
+        end = min(len(head), FINGERPRINT_BYTES)
+    return hashlib.blake2b(head[: min(end, FINGERPRINT_BYTES)], digest_size=8).hexdigest()
+
+
+def read_head(path: Path, compressed: bool) -> bytes:
+    opener = gzip.open if compressed else open
+    with opener(path, "rb") as file:
+        return file.read(FINGERPRINT_BYTES)
+
+
+def head_of(fd: int) -> bytes:
+    """The first bytes of an open (uncompressed) file, wherever its position is."""
+    return os.pread(fd, FINGERPRINT_BYTES, 0)
+
+
+def _gzip_size(path: Path) -> int:
+    """The uncompressed size a gzip file records in its last four bytes (mod 2**32)."""
+    with path.open("rb") as file:
+        file.seek(-4, os.SEEK_END)
+        (size,) = struct.unpack("<I", file.read(4))
+    return int(size)
+
+
+def stream_of(path: Path) -> tuple[str, bool]:
+    """(the live path a file belongs to, whether it is that live path itself)."""
+    name = path.name
+    for cut in range(1, len(name)):  # the longest suffix that is a rotation's
+        if name[cut] in ".-" and _ROTATED.fullmatch(name[cut:]):
+            return str(path.with_name(name[:cut])), False
+    return str(path), True
+
+
+def _rotated_siblings(live: Path) -> list[Path]:
+    try:
+        names = os.listdir(live.parent)
+    except OSError:
+        return []
+    prefix = live.name
+    return [
+        live.parent / name
+        for name in names
+        if name.startswith(prefix)
+        and len(name) > len(prefix)
+        and _ROTATED.fullmatch(name[len(prefix) :])
+    ]
+
+
+class Scanner:
+    """Lists the files of the --input patterns (paths or globs) and their rotated siblings,
+    less the --exclude patterns; one listing is shared by every partition of the process
+    for RESCAN_EVERY seconds (a listing opens every file to read its identity)."""
+
+    def __init__(
+        self,
+        patterns: list[str],
+        excludes: list[str] = [],  # noqa: B006 - never mutated
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._patterns = [os.path.abspath(pattern) for pattern in patterns]
+        self._excludes = [os.path.abspath(pattern) for pattern in excludes]
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._listed: list[Found] = []
+        self._listed_at: float | None = None
+
+    def scan(self, *, fresh: bool = False) -> list[Found]:
+        with self._lock:
+            now = self._clock()
+            if fresh or self._listed_at is None or now - self._listed_at >= RESCAN_EVERY:
+                self._listed, self._listed_at = self._list(), now
+            return self._listed
+
+    def _excluded(self, path: str) -> bool:
+        return any(fnmatch.fnmatch(path, pattern) for pattern in self._excludes)
+
+    def _list(self) -> list[Found]:
+        named: list[Path] = []
+        for pattern in self._patterns:
+            matches = glob.glob(pattern) if glob.has_magic(pattern) else [pattern]
+            named += [Path(match) for match in sorted(matches) if not self._excluded(match)]
+        candidates: dict[str, Path] = {}  # real path -> a path that names it
+        for path in named:
+            candidates.setdefault(os.path.realpath(path), path)
+            if stream_of(path)[1]:
+                for sibling in _rotated_siblings(path):
+                    if not self._excluded(str(sibling)):
+                        candidates.setdefault(os.path.realpath(sibling), sibling)
+        found: dict[tuple[int, int], Found] = {}  # one entry per file, however many names
+        for real, path in candidates.items():
+            seen = self._look(Path(real), path)
+            if seen is not None:
+                key = (os.stat(real).st_dev, seen.inode)
+                if key not in found or (seen.live and not found[key].live):
+                    found[key] = seen
+        return sorted(found.values(), key=lambda f: (f.stream, f.live, f.mtime, str(f.path)))
+
+    def _look(self, real: Path, named: Path) -> Found | None:
+        compressed = real.name.endswith(".gz")
+        stream, live = stream_of(Path(os.path.abspath(named)))
+        try:
+            stat = real.stat()
+            if not real.is_file():
+                return None
+            identity = fingerprint(read_head(real, compressed), rotated=not live)
+            size = _gzip_size(real) if compressed else stat.st_size
+        except (OSError, EOFError, gzip.BadGzipFile) as exc:
+            log.debug("cannot read %s yet: %s", named, exc)
+            return None
+        if identity is None:
+            return None
+        if live:  # a link's target belongs to the stream of the name it was given
+            stream = os.path.realpath(stream)
+        else:
+            stream = os.path.join(os.path.realpath(os.path.dirname(stream)), Path(stream).name)
+        return Found(named, identity, stream, live, stat.st_ino, size, stat.st_mtime, compressed)
