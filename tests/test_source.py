@@ -11,7 +11,7 @@ import pytest
 
 from logpipe.process.counters import Counters
 from logpipe.process.files import Scanner, fingerprint, stream_of
-from logpipe.process.parse import MAX_LINE_BYTES, parse_chunk
+from logpipe.process.parse import MAX_LINE_BYTES, cut_line, parse_chunk
 from logpipe.process.source import FileState, _FilesPartition, partition_of
 
 LINE = b"2026-10-06 09:42:36 cust_1 /x 200 0.1\n"
@@ -217,21 +217,39 @@ def test_a_rotated_file_quiet_for_the_rotate_wait_gives_up_its_half_line(
     assert rescan(partition, clock, 4.0) == []  # quiet for 4 s: still waiting
     (cut,) = rescan(partition, clock, 1.5)
     assert cut.cut and cut.data == b"2026-10-06 09:42:36 cust_2 /x 200 15."
-    (reject,) = __import__("logpipe.process.parse", fromlist=["cut_line"]).cut_line(cut).rejects
+    (reject,) = cut_line(cut).rejects
     assert reject.reason.startswith("unterminated line")
     assert not partition._readers  # closed; its state stays
     (state,) = partition.snapshot().values()
     assert state.offset == (tmp_path / "api.log.1").stat().st_size
 
 
-def test_two_rotations_while_stopped_read_every_file_oldest_first(tmp_path, partitions):
+def test_a_file_renamed_out_of_sight_is_closed_after_the_rotate_wait(tmp_path, partitions, clock):
     path = tmp_path / "api.log"
+    path.write_bytes(line(1) + b"2026-10-06 09:42:36 cust_2 /x 200 15.")
+    partition = partitions(path, rotate_wait=5.0)
+    drain(partition)
+    path.rename(tmp_path / "archived.txt")  # no longer listed under any name
+    with (tmp_path / "archived.txt").open("ab") as f:
+        f.write(b"25\n")
+    assert drain(partition) == [b"2026-10-06 09:42:36 cust_2 /x 200 15.25"]
+    assert rescan(partition, clock, 6.0) == []
+    assert not partition._readers
+
+
+def stopped_behind(path, partitions) -> dict:
+    """The state of a run that read line 1 of `path` and stopped; line 2 is written after."""
     path.write_bytes(line(1))
     first = partitions(path)
     drain(first)
-    state = first.snapshot()
     with path.open("ab") as f:
         f.write(line(2))
+    return first.snapshot()
+
+
+def test_two_rotations_while_stopped_read_every_file_oldest_first(tmp_path, partitions):
+    path = tmp_path / "api.log"
+    state = stopped_behind(path, partitions)
     path.rename(tmp_path / "api.log.1")
     path.write_bytes(line(3) + line(4))
     os.utime(tmp_path / "api.log.1", (1, 1))
@@ -244,12 +262,7 @@ def test_two_rotations_while_stopped_read_every_file_oldest_first(tmp_path, part
 
 def test_a_compressed_rotation_is_read_from_where_it_stopped(tmp_path, partitions):
     path = tmp_path / "api.log"
-    path.write_bytes(line(1))
-    first = partitions(path)
-    drain(first)
-    state = first.snapshot()
-    with path.open("ab") as f:
-        f.write(line(2))
+    state = stopped_behind(path, partitions)
     with gzip.open(tmp_path / "api.log.1.gz", "wb") as packed:  # compress, no delay
         packed.write(path.read_bytes())
     path.unlink()

@@ -270,6 +270,8 @@ class _FilesPartition(StatefulSourcePartition[Chunk, PartitionState]):
                 state = self._files[identity] = FileState(start)
             self._open(copies, state, now)
         for reader in list(self._readers.values()):
+            if reader.identity not in listed:  # renamed out of sight or deleted: not live
+                reader.live = False
             if not reader.live and now - reader.grew_at >= self._rotate_wait:
                 self._cut += reader.cut()
                 self._close(reader)
