@@ -4,7 +4,6 @@ Every test runs the real processor against a real influxd."""
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import signal
 import time
@@ -17,6 +16,7 @@ from logpipe.generate import GenerateOptions
 from logpipe.generate import run as generate
 from logpipe.influx import InfluxClient
 from logpipe.influxd import LocalInfluxd, free_port
+from logpipe.process.files import fingerprint
 from logpipe.process.source import partition_of
 from tests.conftest import count_points, run_process, start_process, stop_process, wait_until
 
@@ -189,14 +189,22 @@ def test_a_file_of_invalid_lines_rejects_each_with_a_reason_and_stores_the_valid
     assert all(len(r["raw"]) <= 1024 for r in dead)
 
 
+def _process_of(log) -> int:
+    """Which of two cluster processes reads `log`."""
+    with log.open("rb") as f:
+        return partition_of(fingerprint(f.readline())) % 2
+
+
 def test_two_process_cluster_over_four_files_stores_exact_counts(settings, tmp_path):
-    # two files for each process: process p reads the partitions p mod 2
-    names = [f"api-{i}.log" for i in range(40)]
-    by_process = [
-        [n for n in names if partition_of(os.path.realpath(tmp_path / n)) % 2 == p] for p in (0, 1)
-    ]
-    chosen = by_process[0][:2] + by_process[1][:2]
-    logs = [_log(tmp_path, name, 25_000, seed=i) for i, name in enumerate(chosen)]
+    # two files for each process: process p reads the partitions p mod 2, by file identity
+    logs = [_log(tmp_path, f"api-{i}.log", 25_000, seed=i) for i in range(4)]
+    seed = 4
+    while sorted(_process_of(log) for log in logs) != [0, 0, 1, 1]:
+        taken = [_process_of(log) for log in logs]
+        spare = next(log for log in logs if taken.count(_process_of(log)) > 2)
+        spare.unlink()
+        _log(tmp_path, spare.name, 25_000, seed=seed)
+        seed += 1
     addresses = f"127.0.0.1:{free_port()};127.0.0.1:{free_port()}"
     pattern = str(tmp_path / "api-*.log")
     processes = [

@@ -12,7 +12,7 @@ import pytest
 from logpipe.process.counters import Counters
 from logpipe.process.files import Scanner, fingerprint, stream_of
 from logpipe.process.parse import MAX_LINE_BYTES, cut_line, parse_chunk
-from logpipe.process.source import FileState, _FilesPartition, partition_of
+from logpipe.process.source import FileState, _FilesPartition
 
 LINE = b"2026-10-06 09:42:36 cust_1 /x 200 0.1\n"
 
@@ -36,17 +36,18 @@ def clock() -> Clock:
 
 @pytest.fixture
 def partitions(clock):
-    """`partitions(path_or_glob, state=None, once=False, ...)`: the partition that owns the
-    stream of the live path (the pattern itself unless `live` is given); closed afterwards."""
+    """`partitions(path_or_glob, state=None, once=False, ...)`: a partition owning every file
+    (the only one of one), closed afterwards."""
     built = []
 
-    def build(pattern, state=None, *, live=None, once=False, excludes=(), **options):
+    def build(pattern, state=None, *, once=False, excludes=(), **options):
         scanner = Scanner([str(pattern)], list(excludes), clock=clock)
-        index = partition_of(os.path.realpath(live or pattern))
         options.setdefault("rotate_wait", 5.0)
         options.setdefault("read_from_end", False)
         options.setdefault("counters", Counters())
-        partition = _FilesPartition(index, scanner, state, once=once, clock=clock, **options)
+        partition = _FilesPartition(
+            0, scanner, state, once=once, partitions=1, clock=clock, **options
+        )
         built.append(partition)
         return partition
 
@@ -306,7 +307,7 @@ def test_one_identity_one_read_through_links_and_a_new_device(tmp_path, partitio
     real = tmp_path / "real.log"
     real.write_bytes(line(1) + line(2))
     (tmp_path / "link.log").symlink_to(real)
-    partition = partitions(tmp_path / "*.log", live=real)
+    partition = partitions(tmp_path / "*.log")
     assert drain(partition) == [line(1).strip(), line(2).strip()]
     state = partition.snapshot()
     # moved to a remounted volume: new inode (and device), same content
@@ -332,15 +333,12 @@ def test_a_state_names_files_by_identity_not_path(tmp_path, partitions):
 def test_a_glob_is_listed_again_and_excludes_are_left(tmp_path, partitions, clock):
     pattern = tmp_path / "*.log"
     (tmp_path / "a.log").write_bytes(line(1))
-    a = partitions(pattern, live=tmp_path / "a.log", excludes=[str(tmp_path / "skip*")])
-    assert drain(a) == [line(1).strip()]
+    partition = partitions(pattern, excludes=[str(tmp_path / "skip*")])
+    assert drain(partition) == [line(1).strip()]
     (tmp_path / "b.log").write_bytes(line(2))
     (tmp_path / "skip.log").write_bytes(line(3))
-    b = partitions(pattern, live=tmp_path / "b.log", excludes=[str(tmp_path / "skip*")])
-    skip = partitions(pattern, live=tmp_path / "skip.log", excludes=[str(tmp_path / "skip*")])
     clock.now += 1
-    assert drain(b) == [line(2).strip()]
-    assert drain(skip) == []
+    assert drain(partition) == [line(2).strip()]
 
 
 def test_read_from_end_skips_what_is_there_at_the_first_run(tmp_path, partitions, clock):

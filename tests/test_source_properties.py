@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 
 from logpipe.process.counters import Counters
 from logpipe.process.files import Scanner
-from logpipe.process.source import _FilesPartition, partition_of
+from logpipe.process.source import _FilesPartition
 
 ROTATE_WAIT = 5.0
 
@@ -62,10 +62,11 @@ class World:
     def _partition(self, state):
         scanner = Scanner([str(self.path)], clock=lambda: self.now)
         return _FilesPartition(
-            partition_of(os.path.realpath(self.path)),
+            0,
             scanner,
             state,
             once=False,
+            partitions=1,
             rotate_wait=ROTATE_WAIT,
             read_from_end=False,
             counters=Counters(),

@@ -12,8 +12,6 @@ Words used here and in logpipe.process.source:
 - rotated name: the live name plus logrotate's suffix: `api.log.1`, `api.log.2.gz`,
   `api.log-20261201`, `api.log.gz`. Such siblings of every live path are read too, so a
   file renamed away while logpipe was stopped is finished.
-- stream: the live path a file belongs to (its rotated siblings belong to it too); all files
-  of a stream are owned by one source partition, which reads them oldest first.
 """
 
 from __future__ import annotations
@@ -46,7 +44,6 @@ class Found(NamedTuple):
 
     path: Path
     identity: str
-    stream: str
     live: bool
     inode: int
     size: int
@@ -160,11 +157,11 @@ class Scanner:
                 key = (os.stat(real).st_dev, seen.inode)
                 if key not in found or (seen.live and not found[key].live):
                     found[key] = seen
-        return sorted(found.values(), key=lambda f: (f.stream, f.live, f.mtime, str(f.path)))
+        return sorted(found.values(), key=lambda f: (f.live, f.mtime, str(f.path)))
 
     def _look(self, real: Path, named: Path) -> Found | None:
         compressed = real.name.endswith(".gz")
-        stream, live = stream_of(Path(os.path.abspath(named)))
+        live = stream_of(Path(os.path.abspath(named)))[1]
         try:
             stat = real.stat()
             if not real.is_file():
@@ -176,8 +173,4 @@ class Scanner:
             return None
         if identity is None:
             return None
-        if live:  # a link's target belongs to the stream of the name it was given
-            stream = os.path.realpath(stream)
-        else:
-            stream = os.path.join(os.path.realpath(os.path.dirname(stream)), Path(stream).name)
-        return Found(named, identity, stream, live, stat.st_ino, size, stat.st_mtime, compressed)
+        return Found(named, identity, live, stat.st_ino, size, stat.st_mtime, compressed)

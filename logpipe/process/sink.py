@@ -221,24 +221,20 @@ class _Writer(threading.Thread):
                 deadline = time.monotonic() + self._flush_interval
             points, touched = item
             days |= touched
+            buffer.extend(points)
             # characters, which are the bytes of ASCII points (a body of non-ASCII ones may be
-            # larger: a 413 then splits it); the common item fits whole, counted at once
-            cost = sum(map(len, points)) + len(points)
-            if len(buffer) + len(points) < self._batch_size and size + cost <= MAX_BATCH_BYTES:
-                buffer.extend(points)
-                size += cost
-                continue
-            for point in points:
-                cost = len(point) + 1  # and its newline
-                if len(buffer) >= self._batch_size or (buffer and size + cost > MAX_BATCH_BYTES):
-                    self._send(buffer, days)
-                    # the points before `points` are sent: what the buffer gets now is theirs
-                    buffer, size, days = [], 0, set(touched)
-                buffer.append(point)
-                size += cost
-            if len(buffer) >= self._batch_size:  # a full batch goes now, not with the next
-                self._send(buffer, days)
-                buffer, size, days = [], 0, set()
+            # larger: a 413 then splits it)
+            size += sum(map(len, points)) + len(points)
+            while len(buffer) >= self._batch_size or size > MAX_BATCH_BYTES:
+                cut = min(len(buffer), self._batch_size)
+                body = sum(map(len, buffer[:cut])) + cut
+                while body > MAX_BATCH_BYTES and cut > 1:  # long lines: fewer of them
+                    cut //= 2
+                    body = sum(map(len, buffer[:cut])) + cut
+                self._send(buffer[:cut], days)
+                buffer, size = buffer[cut:], size - body
+                if len(buffer) <= len(points):  # what is left is the new item's
+                    days = set(touched) if buffer else set()
 
     def _send(self, points: list[str], days: set[tuple[str, int]]) -> None:
         """Write `points` from a sender thread, once fewer than IN_FLIGHT writes are busy."""

@@ -1,5 +1,5 @@
-"""The Bytewax source: a fixed set of partitions, each owning the streams whose live path
-hashes to it, reading every file of its streams once, in large chunks of complete lines.
+"""The Bytewax source: a fixed set of partitions, each owning the files whose identity
+hashes to it, reading each of them once, in large chunks of complete lines.
 
 Files are known by their identity (logpipe.process.files), never by path or device, and
 each partition keeps {identity: FileState} as its recovery state. Why nothing is lost or
@@ -13,7 +13,8 @@ read twice:
   application may still write to it until it reopens its log. A file found again later
   with more bytes than its offset is read on from there.
 - Rotated several times while stopped: every rotated sibling is listed (`api.log.2`,
-  `api.log.1.gz`…), each by its identity; a partition reads its files oldest first.
+  `api.log.1.gz`…), each by its identity; a partition reads its files oldest first, files
+  of different partitions are read side by side (order does not change what is stored).
 - Copied and truncated (copytruncate): a read that finds the file shorter than its offset,
   or starting with another first line, is dropped; the copy has the old identity, and the
   file is read on from the copy at the saved offset. The truncated file, once it has a first
@@ -21,9 +22,9 @@ read twice:
 - An unterminated line is never handed on as a line: it waits for its newline; when its file
   is closed after the rotate wait, it goes to the dead-letter file with that reason. `--once`
   stops before it and leaves it for the next run.
-- Partitions are fixed (PARTITIONS, whatever the number of workers), and a stream always
-  hashes to the same one, so a restart with another number of workers or processes finds
-  every file's state where it left it.
+- Partitions are fixed (PARTITIONS, whatever the number of workers), and a file is owned by
+  the partition its identity hashes to, whatever its path: a restart with another number of
+  workers or processes, or after the file moved, finds its state where it left it.
 """
 
 from __future__ import annotations
@@ -33,7 +34,6 @@ import logging
 import os
 import time
 import uuid
-import zlib
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from typing import IO, NamedTuple, cast
@@ -58,9 +58,9 @@ FORGET_AFTER = 3600.0
 stays bounded by the files seen within the last hour."""
 
 
-def partition_of(stream: str) -> int:
-    """The partition that owns a stream (files.py), whatever the workers and processes."""
-    return zlib.crc32(stream.encode()) % PARTITIONS
+def partition_of(identity: str, partitions: int = PARTITIONS) -> int:
+    """The partition that owns a file, whatever its path, the workers and the processes."""
+    return int(identity, 16) % partitions
 
 
 class FileState(NamedTuple):
@@ -177,7 +177,8 @@ PartitionState = dict[str, FileState]
 
 
 class _FilesPartition(StatefulSourcePartition[Chunk, PartitionState]):
-    """The files of the streams that hash to partition `index`; see the module docstring."""
+    """The files whose identity hashes to partition `index` of `partitions`; see the module
+    docstring."""
 
     def __init__(
         self,
@@ -189,10 +190,12 @@ class _FilesPartition(StatefulSourcePartition[Chunk, PartitionState]):
         rotate_wait: float,
         read_from_end: bool,
         counters: Counters,
+        partitions: int = PARTITIONS,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], datetime] = _utcnow,
     ) -> None:
         self._index = index
+        self._partitions = partitions
         self._scanner = scanner
         self._files: PartitionState = dict(state or {})
         self._readers: dict[str, _Reader] = {}
@@ -250,7 +253,7 @@ class _FilesPartition(StatefulSourcePartition[Chunk, PartitionState]):
         raise StopIteration
 
     def _owned(self, found: Found) -> bool:
-        return partition_of(found.stream) == self._index
+        return partition_of(found.identity, self._partitions) == self._index
 
     def _rescan(self, now: float) -> None:
         self._scanned_at = now
@@ -318,7 +321,7 @@ class _FilesPartition(StatefulSourcePartition[Chunk, PartitionState]):
 
 class LogFileSource(FixedPartitionedSource[Chunk, PartitionState]):
     """Files of the input patterns and their rotated siblings, in PARTITIONS partitions;
-    in a cluster, process p of n lists the partitions whose index is p mod n, so the streams
+    in a cluster, process p of n lists the partitions whose index is p mod n, so the files
     spread over the processes by their partition (Bytewax spreads them over its workers)."""
 
     def __init__(
