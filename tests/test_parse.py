@@ -135,3 +135,27 @@ def test_the_fast_text_path_hands_non_ascii_chunks_to_the_careful_path():
     data = (GOOD + "\n" + GOOD.replace("/api", "/ápi") + "\n").encode()
     chunk = Chunk("/logs/a.log", 0, data, salt=1)
     assert parse_text_chunk(chunk) == parse_chunk(chunk)
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "2263-01-01 00:00:00 cust_1 /x 200 0.5",
+        "1600-01-01 00:00:00 cust_1 /x 200 0.5",
+        "2262-12-31T00:00:00Z cust_1 /x 200 0.5",
+    ],
+)
+def test_a_time_influxdb_cannot_store_is_rejected_when_parsed(line):
+    (reject,) = parse_chunk(Chunk("a", 0, line.encode() + b"\n")).rejects
+    assert "outside what InfluxDB stores" in reject.reason
+    assert parse_text_chunk(Chunk("a", 0, line.encode() + b"\n")).rejects == [reject]
+
+
+def test_an_epoch_past_2262_is_rejected_when_parsed():
+    from logpipe.process.formats import parse_json_line
+
+    keys = {name: name for name in ("timestamp", "customer_id", "path", "status", "latency")}
+    record = '{"timestamp": %s, "customer_id": "c", "path": "/x", "status": 200, "latency": 1}'
+    assert parse_json_line(record % "1791280956.123456", keys).nanos == 123_456_000
+    with pytest.raises(ParseError, match="outside"):
+        parse_json_line(record % "1e11", keys)

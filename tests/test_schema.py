@@ -1,4 +1,6 @@
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from logpipe.schema import (
     escape_field_string,
@@ -59,3 +61,28 @@ def test_timestamps_differ_between_files_at_the_same_offset():
     a = point_timestamp(100, salt=source_salt("/logs/a.log"), offset=0)
     b = point_timestamp(100, salt=source_salt("/logs/b.log"), offset=0)
     assert a != b
+
+
+@given(
+    second=st.integers(-(10**9), 9 * 10**9),
+    identity=st.text("0123456789abcdef", min_size=16, max_size=16),
+    start=st.integers(0, 10**12),
+    gaps=st.lists(st.integers(1, 10**6), max_size=50),
+)
+def test_a_file_s_lines_of_one_second_get_distinct_stamps_and_a_replay_the_same(
+    second, identity, start, gaps
+):
+    """Distinct offsets less than 10**9 bytes apart never share a stamp, whatever the salt;
+    the same (identity, offset) always gives the same one, inside its logged second."""
+    salt = source_salt(identity)
+    offsets = [start]
+    for gap in gaps:
+        offsets.append(offsets[-1] + gap)
+    if offsets[-1] - offsets[0] >= 10**9:
+        return
+    stamps = [point_timestamp(second, salt=salt, offset=offset) for offset in offsets]
+    assert len(set(stamps)) == len(offsets)
+    assert all(second * 10**9 <= stamp < (second + 1) * 10**9 for stamp in stamps)
+    assert stamps == [
+        point_timestamp(second, salt=source_salt(identity), offset=o) for o in offsets
+    ]
