@@ -224,6 +224,11 @@ class _FilesPartition(StatefulSourcePartition[Chunk, PartitionState]):
         for reader in sorted(self._readers.values(), key=lambda r: (r.live, r.mtime)):
             try:
                 chunks = reader.read(now)
+            except (EOFError, gzip.BadGzipFile, OSError) as exc:
+                # a .gz still being written by logrotate: read on once it is whole
+                log.info("cannot read %s yet: %s", reader.source, exc)
+                self._close(reader)
+                continue
             except _Changed:
                 # read on from a copy with this identity if the next listing finds one
                 log.info("%s was truncated or rewritten under its name", reader.source)
@@ -287,8 +292,11 @@ class _FilesPartition(StatefulSourcePartition[Chunk, PartitionState]):
 
     def _open(self, copies: list[Found], state: FileState, now: float) -> None:
         """Open the file at its offset when it has more to read; of several copies, the one
-        read before (same inode), else the live one, else the newest."""
-        copies = sorted(copies, key=lambda f: (f.inode == state.inode, f.live, f.mtime))
+        read before (same inode), else an uncompressed one (logrotate may still be writing
+        the .gz), else the live one, else the newest."""
+        copies = sorted(
+            copies, key=lambda f: (f.inode == state.inode, not f.compressed, f.live, f.mtime)
+        )
         found = copies[-1]
         if found.size < state.offset:
             log.warning("%s is shorter than where it was read to; not read again", found.path)
