@@ -255,6 +255,14 @@ def test_two_rotations_while_stopped_are_all_read_after_a_restart(settings, tmp_
     assert dead_letters(settings) == []
 
 
+def assert_next_run_reads(settings, log: Path, written: list[str], lines: int) -> None:
+    """A `--once` run reads `lines` new lines, and then exactly `written` is stored."""
+    output = run_once(settings, "--input", str(log))
+    assert_stored_exactly(settings, written)
+    assert dead_letters(settings) == []
+    assert summary(output).startswith(f"read {lines} lines"), output
+
+
 def test_two_rotations_while_stopped_with_the_oldest_compressed(settings, tmp_path):
     log = tmp_path / "api.log"
     written = requests(0, 40)
@@ -268,10 +276,7 @@ def test_two_rotations_while_stopped_with_the_oldest_compressed(settings, tmp_pa
         compressed.write(oldest.read_bytes())
     oldest.unlink()
     written += requests(40, 25) + requests(100, 30) + requests(200, 20)
-    output = run_once(settings, "--input", str(log))
-    assert_stored_exactly(settings, written)
-    assert dead_letters(settings) == []
-    assert summary(output).startswith(f"read {25 + 30 + 20} lines"), output
+    assert_next_run_reads(settings, log, written, 25 + 30 + 20)
 
 
 # -- unterminated lines -------------------------------------------------------------------------
@@ -288,10 +293,7 @@ def test_once_leaves_a_line_still_being_written_for_the_next_run(settings, tmp_p
     assert "rejected 0" in summary(output)
     append(log, b"25\n" + text(requests(30, 5)))
     written += [cut, *requests(30, 5)]
-    output = run_once(settings, "--input", str(log))
-    assert_stored_exactly(settings, written)
-    assert dead_letters(settings) == []
-    assert summary(output).startswith("read 6 lines"), output
+    assert_next_run_reads(settings, log, written, 6)
 
 
 def test_a_restart_inside_an_over_long_line_skips_it_to_its_end(settings, tmp_path):
@@ -329,10 +331,7 @@ def test_copytruncate_while_stopped_reads_the_rest_from_the_copy(settings, tmp_p
         file.truncate(0)
     append(log, requests(100, 25))  # the application writes on, into the truncated file
     written += requests(30, 20) + requests(100, 25)
-    output = run_once(settings, "--input", str(log))
-    assert_stored_exactly(settings, written)
-    assert dead_letters(settings) == []
-    assert summary(output).startswith(f"read {20 + 25} lines"), output
+    assert_next_run_reads(settings, log, written, 20 + 25)
 
 
 def test_truncated_and_regrown_past_the_old_offset_is_read_from_its_start(settings, tmp_path):
@@ -345,10 +344,7 @@ def test_truncated_and_regrown_past_the_old_offset_is_read_from_its_start(settin
         file.truncate(0)
     append(log, new)
     assert log.stat().st_size > len(text(old))
-    output = run_once(settings, "--input", str(log))
-    assert_stored_exactly(settings, old + new)
-    assert dead_letters(settings) == []
-    assert summary(output).startswith(f"read {len(new)} lines"), output
+    assert_next_run_reads(settings, log, old + new, len(new))
 
 
 # -- file identity --------------------------------------------------------------------------------

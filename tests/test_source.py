@@ -10,7 +10,7 @@ import shutil
 import pytest
 
 from logpipe.process.counters import Counters
-from logpipe.process.files import Scanner, fingerprint, stream_of
+from logpipe.process.files import Scanner, fingerprint, is_rotated
 from logpipe.process.parse import MAX_LINE_BYTES, cut_line, parse_chunk
 from logpipe.process.source import FileState, _FilesPartition
 
@@ -88,12 +88,11 @@ def test_an_identity_is_the_first_line_and_waits_for_it():
     assert fingerprint(b"x" * 5000) == fingerprint(b"x" * 1024)  # a long first line: 1 KiB
 
 
-def test_rotated_names_belong_to_their_live_path(tmp_path):
-    live = str(tmp_path / "api.log")
+def test_rotated_names_are_told_from_live_ones():
     for name in ("api.log.1", "api.log.12.gz", "api.log-20261201", "api.log.gz"):
-        assert stream_of(tmp_path / name) == (live, False)
-    assert stream_of(tmp_path / "api.log") == (live, True)
-    assert stream_of(tmp_path / "api-2026-12-01.log")[1]  # a dated name is not a rotation
+        assert is_rotated(name)
+    assert not is_rotated("api.log")
+    assert not is_rotated("api-2026-12-01.log")  # a dated name is not a rotation
 
 
 # -- lines -----------------------------------------------------------------------------------

@@ -15,6 +15,7 @@ from __future__ import annotations
 import fcntl
 import glob
 import logging
+from collections.abc import Sequence
 from datetime import timedelta
 from pathlib import Path
 
@@ -43,7 +44,7 @@ def build_flow(
     settings: Settings,
     patterns: list[str],
     *,
-    excludes: list[str] = [],  # noqa: B006 - never mutated
+    excludes: Sequence[str] = (),
     once: bool,
     counters: Counters,
     dead: DeadLetters,
@@ -59,7 +60,7 @@ def build_flow(
 
     source: LogFileSource | StdinSource
     if patterns == [STDIN]:
-        source = StdinSource(counters)
+        source = StdinSource()
     else:
         source = LogFileSource(
             patterns,
@@ -132,7 +133,7 @@ def run(
     patterns: list[str],
     *,
     once: bool = False,
-    excludes: list[str] = [],  # noqa: B006 - never mutated
+    excludes: Sequence[str] = (),
     process_id: int | None = None,
     addresses: list[str] | None = None,
 ) -> Counters:

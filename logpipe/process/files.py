@@ -26,8 +26,9 @@ import re
 import struct
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from stat import S_ISREG
 from typing import NamedTuple
 
 log = logging.getLogger(__name__)
@@ -85,13 +86,9 @@ def _gzip_size(path: Path) -> int:
     return int(size)
 
 
-def stream_of(path: Path) -> tuple[str, bool]:
-    """(the live path a file belongs to, whether it is that live path itself)."""
-    name = path.name
-    for cut in range(1, len(name)):  # the longest suffix that is a rotation's
-        if name[cut] in ".-" and _ROTATED.fullmatch(name[cut:]):
-            return str(path.with_name(name[:cut])), False
-    return str(path), True
+def is_rotated(name: str) -> bool:
+    """Whether a file name is a live name plus logrotate's suffix (`api.log.2.gz`)."""
+    return any(name[cut] in ".-" and _ROTATED.fullmatch(name[cut:]) for cut in range(1, len(name)))
 
 
 def _rotated_siblings(live: Path) -> list[Path]:
@@ -117,7 +114,7 @@ class Scanner:
     def __init__(
         self,
         patterns: list[str],
-        excludes: list[str] = [],  # noqa: B006 - never mutated
+        excludes: Sequence[str] = (),
         *,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -128,10 +125,10 @@ class Scanner:
         self._listed: list[Found] = []
         self._listed_at: float | None = None
 
-    def scan(self, *, fresh: bool = False) -> list[Found]:
+    def scan(self) -> list[Found]:
         with self._lock:
             now = self._clock()
-            if fresh or self._listed_at is None or now - self._listed_at >= RESCAN_EVERY:
+            if self._listed_at is None or now - self._listed_at >= RESCAN_EVERY:
                 self._listed, self._listed_at = self._list(), now
             return self._listed
 
@@ -146,29 +143,29 @@ class Scanner:
         candidates: dict[str, Path] = {}  # real path -> a path that names it
         for path in named:
             candidates.setdefault(os.path.realpath(path), path)
-            if stream_of(path)[1]:
+            if not is_rotated(path.name):
                 for sibling in _rotated_siblings(path):
                     if not self._excluded(str(sibling)):
                         candidates.setdefault(os.path.realpath(sibling), sibling)
-        found: dict[tuple[int, int], Found] = {}  # one entry per file, however many names
+        found: dict[tuple[str, int], Found] = {}  # one entry per file, however many names
         for real, path in candidates.items():
             seen = self._look(Path(real), path)
             if seen is not None:
-                key = (os.stat(real).st_dev, seen.inode)
+                key = (seen.identity, seen.inode)  # hard links: one inode
                 if key not in found or (seen.live and not found[key].live):
                     found[key] = seen
         return sorted(found.values(), key=lambda f: (f.live, f.mtime, str(f.path)))
 
     def _look(self, real: Path, named: Path) -> Found | None:
         compressed = real.name.endswith(".gz")
-        live = stream_of(Path(os.path.abspath(named)))[1]
+        live = not is_rotated(named.name)
         try:
             stat = real.stat()
-            if not real.is_file():
+            if not S_ISREG(stat.st_mode):
                 return None
             identity = fingerprint(read_head(real, compressed), rotated=not live)
             size = _gzip_size(real) if compressed else stat.st_size
-        except (OSError, EOFError, gzip.BadGzipFile) as exc:
+        except (OSError, EOFError) as exc:  # a .gz being written: EOFError or BadGzipFile
             log.debug("cannot read %s yet: %s", named, exc)
             return None
         if identity is None:

@@ -270,9 +270,7 @@ class _Writer(threading.Thread):
             except InfluxRejected as exc:
                 if exc.status_code == 413 and len(points) > 1:
                     # over the server's max-body-size (lowered from its default): in halves
-                    middle = len(points) // 2
-                    self._write(points[:middle], days)
-                    self._write(points[middle:], days)
+                    self._write_halves(points, days)
                     return
                 if exc.status_code not in (400, 413):
                     raise  # 401, 403, 404: a configuration error, the same for every write
@@ -304,9 +302,12 @@ class _Writer(threading.Thread):
             self._dead.add([Reject("", -1, f"refused by InfluxDB: {exc}", points[0])])
             self._counters.add(rejected=1)
             return
+        self._write_halves(points, frozenset())
+
+    def _write_halves(self, points: list[str], days: frozenset[tuple[str, int]]) -> None:
         middle = len(points) // 2
-        self._write(points[:middle], frozenset())
-        self._write(points[middle:], frozenset())
+        self._write(points[:middle], days)
+        self._write(points[middle:], days)
 
 
 class _InfluxPartition(StatefulSinkPartition[Parsed, None]):

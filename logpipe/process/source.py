@@ -34,7 +34,7 @@ import logging
 import os
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta, timezone
 from typing import IO, NamedTuple, cast
 
@@ -114,12 +114,10 @@ class _Reader:
     def read(self, now: float) -> list[Chunk]:
         """Complete lines read on from the offset ([] at the end of the file for now)."""
         data = self._file.read(CHUNK_BYTES)
+        if not self._compressed:  # a .gz is written once
+            self._check_unchanged()
         if not data:
-            if not self._compressed:
-                self._check_unchanged(now)
             return []
-        if not self._compressed:
-            self._check_unchanged(now)
         self.grew_at = now
         if self.skipping:
             data = self._skip_to_newline(data)
@@ -138,7 +136,7 @@ class _Reader:
             self.skipping = True
         return chunks
 
-    def _check_unchanged(self, now: float) -> None:
+    def _check_unchanged(self) -> None:
         """Raise _Changed when the file is now shorter than what was read, or starts with
         another first line: what was just read may not belong to this file."""
         fd = self._file.fileno()
@@ -224,7 +222,7 @@ class _FilesPartition(StatefulSourcePartition[Chunk, PartitionState]):
         for reader in sorted(self._readers.values(), key=lambda r: (r.live, r.mtime)):
             try:
                 chunks = reader.read(now)
-            except (EOFError, gzip.BadGzipFile, OSError) as exc:
+            except (EOFError, OSError) as exc:
                 # a .gz still being written by logrotate: read on once it is whole
                 log.info("cannot read %s yet: %s", reader.source, exc)
                 self._close(reader)
@@ -283,10 +281,9 @@ class _FilesPartition(StatefulSourcePartition[Chunk, PartitionState]):
             if not reader.live and now - reader.grew_at >= self._rotate_wait:
                 self._cut += reader.cut()
                 self._close(reader)
-        for identity in [
-            i for i in self._files if now - self._seen.setdefault(i, now) > FORGET_AFTER
-        ]:
-            if identity not in self._readers:
+        for identity in list(self._files):
+            unlisted_for = now - self._seen.setdefault(identity, now)
+            if unlisted_for > FORGET_AFTER and identity not in self._readers:
                 del self._files[identity], self._seen[identity]
         self._skip_existing = False
 
@@ -336,7 +333,7 @@ class LogFileSource(FixedPartitionedSource[Chunk, PartitionState]):
         self,
         patterns: list[str],
         *,
-        excludes: list[str] = [],  # noqa: B006 - never mutated
+        excludes: Sequence[str] = (),
         once: bool,
         rotate_wait: float,
         read_from_end: bool = False,
@@ -377,7 +374,7 @@ class _StdinPartition(StatefulSourcePartition[Chunk, None]):
     """Standard input: read as it comes, nothing saved. A restart cannot read again what an
     earlier run read, so lines in flight at a crash are lost; each run has its own salt."""
 
-    def __init__(self, fd: int, counters: Counters) -> None:
+    def __init__(self, fd: int) -> None:
         self._fd = fd
         os.set_blocking(fd, False)
         self._identity = "stdin-" + uuid.uuid4().hex[:12]
@@ -416,12 +413,11 @@ class _StdinPartition(StatefulSourcePartition[Chunk, None]):
 class StdinSource(FixedPartitionedSource[Chunk, None]):
     """`--input -`: one partition reading standard input until it ends."""
 
-    def __init__(self, counters: Counters, fd: int = 0) -> None:
-        self._counters = counters
+    def __init__(self, fd: int = 0) -> None:
         self._fd = fd
 
     def list_parts(self) -> list[str]:
         return ["stdin"]
 
     def build_part(self, step_id: str, for_part: str, resume_state: None) -> _StdinPartition:
-        return _StdinPartition(self._fd, self._counters)
+        return _StdinPartition(self._fd)
