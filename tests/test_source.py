@@ -12,7 +12,7 @@ import pytest
 from logpipe.process.counters import Counters
 from logpipe.process.files import Scanner, fingerprint, is_rotated
 from logpipe.process.parse import MAX_LINE_BYTES, cut_line, parse_chunk
-from logpipe.process.source import FileState, _FilesPartition
+from logpipe.process.source import FileState, _FilesPartition, _StdinPartition
 
 LINE = b"2026-10-06 09:42:36 cust_1 /x 200 0.1\n"
 
@@ -348,3 +348,28 @@ def test_read_from_end_skips_what_is_there_at_the_first_run(tmp_path, partitions
     with path.open("ab") as f:
         f.write(line(2))
     assert drain(partition) == [line(2).strip()]
+
+
+def test_standard_input_is_cut_into_lines_like_a_file_and_bounds_a_long_one():
+    read_end, write_end = os.pipe()
+    partition = _StdinPartition(read_end)
+    try:
+        os.write(write_end, line(1) + b"z" * 40_000)  # a pipe holds 64 KiB: in two writes
+        chunks = partition.next_batch()
+        os.write(write_end, b"z" * (MAX_LINE_BYTES - 30_000))
+        chunks += partition.next_batch()
+        assert [parse_chunk(c).rejects[0].reason for c in chunks[1:]] == [
+            "line longer than 64 KiB"
+        ]
+        assert partition._lines.partial == b""  # the rest of the long line is not kept
+        os.write(write_end, b"zz\n" + line(2) + b"2026-10-06 09:42")
+        assert [raw for c in partition.next_batch() for raw in c.data.split(b"\n") if raw] == [
+            line(2).strip()
+        ]
+        os.close(write_end)
+        (cut,) = partition.next_batch()
+        assert cut.cut and cut.data == b"2026-10-06 09:42"
+        with pytest.raises(StopIteration):
+            partition.next_batch()
+    finally:
+        os.close(read_end)

@@ -84,12 +84,64 @@ def _utcnow() -> datetime:
     return datetime.now(timezone.utc)
 
 
-class _Reader:
+class _Lines:
+    """Cuts the bytes of one input into chunks of complete lines from `offset`: a line waits
+    for its newline, and one over MAX_LINE_BYTES is handed on just long enough to be
+    rejected, the rest of it skipped without being held in memory."""
+
+    def __init__(self, source: str, identity: str, offset: int, skipping: bool) -> None:
+        self.source = source
+        self.identity = identity
+        self.offset = offset
+        self.skipping = skipping
+        self.partial = b""  # the start of a line whose newline has not arrived yet
+        self._salt = source_salt(identity)
+
+    def take(self, data: bytes) -> list[Chunk]:
+        if self.skipping:
+            data = self._skip_to_newline(data)
+        chunks = []
+        data = self.partial + data
+        end = data.rfind(b"\n") + 1
+        self.partial = data[end:]
+        if end:
+            chunks.append(self._chunk(data[:end]))
+        if len(self.partial) > MAX_LINE_BYTES:
+            chunks.append(
+                self._chunk(self.partial[: MAX_LINE_BYTES + 1], length=len(self.partial))
+            )
+            self.partial = b""
+            self.skipping = True
+        return chunks
+
+    def cut(self) -> list[Chunk]:
+        """The unterminated last line, handed on to be dead-lettered (the input is done)."""
+        if not self.partial:
+            return []
+        chunk = self._chunk(self.partial, cut=True)
+        self.partial = b""
+        return [chunk]
+
+    def _chunk(self, data: bytes, *, length: int | None = None, cut: bool = False) -> Chunk:
+        chunk = Chunk(self.source, self.offset, data, self._salt, self.identity, cut)
+        self.offset += len(data) if length is None else length
+        return chunk
+
+    def _skip_to_newline(self, data: bytes) -> bytes:
+        end = data.find(b"\n") + 1
+        if end == 0:
+            self.offset += len(data)
+            return b""
+        self.offset += end
+        self.skipping = False
+        return data[end:]
+
+
+class _Reader(_Lines):
     """One open file of a partition, handing on complete lines from its offset."""
 
     def __init__(self, found: Found, state: FileState, *, now: float) -> None:
-        self.identity = found.identity
-        self.source = str(found.path)
+        super().__init__(str(found.path), found.identity, state.offset, state.skipping)
         self.live = found.live
         self.mtime = found.mtime
         self._compressed = found.compressed
@@ -97,11 +149,7 @@ class _Reader:
         self._file = cast(IO[bytes], opened)
         self._inode = os.fstat(self._file.fileno()).st_ino
         self._file.seek(state.offset)
-        self.offset = state.offset
-        self.skipping = state.skipping
-        self.partial = b""  # the start of a line whose newline has not arrived yet
         self.grew_at = now
-        self._salt = source_salt(found.identity)
 
     def state(self) -> FileState:
         return FileState(self.offset, self.skipping, self._inode)
@@ -119,22 +167,7 @@ class _Reader:
         if not data:
             return []
         self.grew_at = now
-        if self.skipping:
-            data = self._skip_to_newline(data)
-        chunks = []
-        data = self.partial + data
-        end = data.rfind(b"\n") + 1
-        self.partial = data[end:]
-        if end:
-            chunks.append(self._chunk(data[:end]))
-        if len(self.partial) > MAX_LINE_BYTES:
-            # Hand on just enough to be rejected as too long, then drop the rest of the line.
-            chunks.append(
-                self._chunk(self.partial[: MAX_LINE_BYTES + 1], length=len(self.partial))
-            )
-            self.partial = b""
-            self.skipping = True
-        return chunks
+        return self.take(data)
 
     def _check_unchanged(self) -> None:
         """Raise _Changed when the file is now shorter than what was read, or starts with
@@ -144,28 +177,6 @@ class _Reader:
             raise _Changed
         if fingerprint(head_of(fd), rotated=not self.live) != self.identity:
             raise _Changed
-
-    def _chunk(self, data: bytes, *, length: int | None = None, cut: bool = False) -> Chunk:
-        chunk = Chunk(self.source, self.offset, data, self._salt, self.identity, cut)
-        self.offset += len(data) if length is None else length
-        return chunk
-
-    def _skip_to_newline(self, data: bytes) -> bytes:
-        end = data.find(b"\n") + 1
-        if end == 0:
-            self.offset += len(data)
-            return b""
-        self.offset += end
-        self.skipping = False
-        return data[end:]
-
-    def cut(self) -> list[Chunk]:
-        """The unterminated last line, handed on to be dead-lettered (the file is done)."""
-        if not self.partial:
-            return []
-        chunk = self._chunk(self.partial, cut=True)
-        self.partial = b""
-        return [chunk]
 
     def close(self) -> None:
         self._file.close()
@@ -377,10 +388,7 @@ class _StdinPartition(StatefulSourcePartition[Chunk, None]):
     def __init__(self, fd: int) -> None:
         self._fd = fd
         os.set_blocking(fd, False)
-        self._identity = "stdin-" + uuid.uuid4().hex[:12]
-        self._salt = source_salt(self._identity)
-        self._offset = 0
-        self._partial = b""
+        self._lines = _Lines("-", "stdin-" + uuid.uuid4().hex[:12], 0, False)
         self._awake: datetime | None = None
 
     def next_batch(self) -> list[Chunk]:
@@ -390,18 +398,12 @@ class _StdinPartition(StatefulSourcePartition[Chunk, None]):
             self._awake = _utcnow() + IDLE_POLL
             return []
         if not data:  # the end: a last line without newline is dead-lettered, as in files
-            if not self._partial:
+            cut = self._lines.cut()
+            if not cut:
                 raise StopIteration
-            cut = Chunk("-", self._offset, self._partial, self._salt, self._identity, True)
-            self._partial = b""
-            return [cut]
+            return cut
         self._awake = None
-        data = self._partial + data
-        end = data.rfind(b"\n") + 1
-        self._partial = data[end:]
-        chunk = [Chunk("-", self._offset, data[:end], self._salt, self._identity)]
-        self._offset += end
-        return chunk if end else []
+        return self._lines.take(data)
 
     def next_awake(self) -> datetime | None:
         return self._awake
