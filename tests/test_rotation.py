@@ -568,3 +568,36 @@ def test_debian_logrotate_create_compress_delaycompress(settings, tmp_path):
         "api.log.3.gz",
     ]
     assert dead_letters(settings) == []
+
+
+def test_debian_logrotate_copytruncate_compress_delaycompress(settings, tmp_path):
+    logs = tmp_path / "logs"
+    logs.mkdir(mode=0o755)
+    log = logs / "api.log"
+    command = _logrotate(
+        tmp_path, log, "    copytruncate\n    rotate 3\n    compress\n    delaycompress"
+    )
+    app = _Application(log, start=0)
+    app.start()
+    try:
+        with following(settings, "--input", str(log)) as process:
+            for _ in range(5):
+                time.sleep(0.7)
+                # copytruncate loses what is written between the copy and the truncation:
+                # the application pauses meanwhile, so that every line written is in a file
+                with app.lock:
+                    _run_logrotate(command)
+            time.sleep(0.5)
+            written = app.stop()
+            wait_stored(settings, len(written), process)
+            time.sleep(SETTLE)
+            assert_stored_exactly(settings, written)
+    finally:
+        app.stop()
+    assert sorted(p.name for p in logs.iterdir()) == [
+        "api.log",
+        "api.log.1",
+        "api.log.2.gz",
+        "api.log.3.gz",
+    ]
+    assert dead_letters(settings) == []

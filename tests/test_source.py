@@ -247,6 +247,35 @@ def stopped_behind(path, partitions) -> dict:
     return first.snapshot()
 
 
+def test_a_rotated_file_not_read_to_its_end_is_not_quiet(tmp_path, partitions, clock):
+    """Quiet is judged by the file, not by when the reader last read: a reader behind its
+    file must not give up a half line whose end is already written."""
+    path = tmp_path / "api.log"
+    path.write_bytes(line(1) + b"2026-10-06 09:42:36 cust_2 /x 200 15.")
+    partition = partitions(path, rotate_wait=5.0)
+    drain(partition)
+    with path.open("ab") as f:
+        f.write(b"25\n")  # written, not read yet
+    path.rename(tmp_path / "api.log.1")
+    clock.now += 6.0  # long past the rotate wait, without a read
+    read = drain(partition) + drain(partition)
+    assert read == [b"2026-10-06 09:42:36 cust_2 /x 200 15.25"]
+
+
+def test_a_copytruncated_file_is_not_quiet_but_read_on_in_its_copy(tmp_path, partitions, clock):
+    path = tmp_path / "api.log"
+    path.write_bytes(line(1) + b"2026-10-06 09:42:36 cust_2 /x 200 15.")
+    partition = partitions(path, rotate_wait=5.0)
+    drain(partition)
+    with path.open("ab") as f:
+        f.write(b"25\n")
+    shutil.copy(path, tmp_path / "api.log.1")
+    os.truncate(path, 0)
+    clock.now += 6.0
+    read = drain(partition) + drain(partition) + drain(partition)
+    assert read == [b"2026-10-06 09:42:36 cust_2 /x 200 15.25"]
+
+
 def test_two_rotations_while_stopped_read_every_file_oldest_first(tmp_path, partitions):
     path = tmp_path / "api.log"
     state = stopped_behind(path, partitions)
@@ -288,6 +317,40 @@ def test_copytruncate_behind_the_reader_reads_the_rest_from_the_copy(tmp_path, p
     read += [raw for c in rescan(partition, clock) for raw in c.data.split(b"\n") if raw]
     read += drain(partition)
     assert sorted(read) == sorted(line(n).strip() for n in (2, 3, 4))
+
+
+def test_a_change_is_followed_by_a_fresh_listing_at_once(tmp_path, partitions):
+    """logrotate may move the copy on (or delete it, `rotate N`) before a listing a second
+    later: the copy is looked for as soon as the change is seen, the clock standing still."""
+    path = tmp_path / "api.log"
+    path.write_bytes(line(1))
+    partition = partitions(path)
+    assert drain(partition) == [line(1).strip()]
+    with path.open("ab") as f:
+        f.write(line(2))
+    shutil.copy(path, tmp_path / "api.log.1")
+    os.truncate(path, 0)
+    path.write_bytes(line(3))
+    read = drain(partition) + drain(partition) + drain(partition)
+    assert sorted(read) == sorted(line(n).strip() for n in (2, 3))
+
+
+def test_a_name_that_holds_another_file_than_listed_is_not_read_as_the_listed_one(
+    tmp_path, partitions
+):
+    """A listing is up to a second old; by then `api.log.2.gz` may be `api.log.3.gz` and a
+    new `api.log.2.gz` another file: its bytes must not be read at the first one's offset."""
+    old = tmp_path / "api.log.2.gz"
+    with gzip.open(old, "wb") as packed:
+        packed.write(line(1) + line(2))
+    state = {fingerprint(line(1)): FileState(len(line(1)))}
+    partition = partitions(tmp_path / "api.log", state)
+    partition._scanner.scan()  # the listing the partition will use, taken now
+    old.rename(tmp_path / "api.log.3.gz")
+    with gzip.open(old, "wb") as packed:  # the next rotation's file under the old name
+        packed.write(line(5) + line(6))
+    read = drain(partition) + drain(partition) + drain(partition)
+    assert sorted(read) == sorted(line(n).strip() for n in (2, 5, 6))
 
 
 def test_a_file_truncated_and_regrown_past_the_offset_is_read_whole_from_zero(

@@ -6,6 +6,8 @@ What is handed on is keyed as the sink stores it, by (file identity, byte offset
 handed on twice under one key is one point. The reference is what the application wrote:
 every complete line is handed on under exactly one key with exactly its bytes, a half line
 the application abandoned is given up as a cut line (dead-lettered), nothing else appears.
+The application finishes a line it has begun within the rotate wait (the guarantee is for
+such lines; one finished later is given up, as the README says).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import os
 import shutil
 from pathlib import Path
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, given, note, settings
 from hypothesis import strategies as st
 
 from logpipe.process.counters import Counters
@@ -51,6 +53,7 @@ class World:
         self.app = self.path.open("ab", buffering=0)
         self.serial = 0
         self.pending = b""  # the half line written to the application's descriptor
+        self.pending_at = 0.0
         self.complete: list[bytes] = []
         self.abandoned: list[bytes] = []
         self.now = 1000.0
@@ -98,6 +101,7 @@ class World:
         elif kind == "half" and not self.pending:
             data = self._new_line()
             self.pending = data
+            self.pending_at = self.now
             self.app.write(data[:-7])
         elif kind == "finish" and self.pending:
             self.app.write(self.pending[-7:])
@@ -124,7 +128,9 @@ class World:
         elif kind == "read":
             for _ in range(op[1]):
                 self._take(self.partition.next_batch())
-        elif kind == "tick":
+        elif kind == "tick" and not (
+            self.pending and self.now + op[1] - self.pending_at >= ROTATE_WAIT
+        ):
             self.now += op[1]
         elif kind == "snapshot":
             self.committed = self.partition.snapshot()
@@ -176,6 +182,7 @@ class World:
 )
 @given(ops=OPS)
 def test_every_line_is_handed_on_once_whatever_happens_to_the_file(tmp_path_factory, ops):
+    note(f"ops: {ops}")  # hypothesis shows it with a failing example
     world = World(tmp_path_factory.mktemp("rotation"))
     try:
         for op in ops:

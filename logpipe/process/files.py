@@ -109,7 +109,8 @@ def _rotated_siblings(live: Path) -> list[Path]:
 class Scanner:
     """Lists the files of the --input patterns (paths or globs) and their rotated siblings,
     less the --exclude patterns; one listing is shared by every partition of the process
-    for RESCAN_EVERY seconds (a listing opens every file to read its identity)."""
+    for RESCAN_EVERY seconds (a listing opens every file to read its identity), unless a
+    partition asks for a `fresh` one (it found a file changed since it was listed)."""
 
     def __init__(
         self,
@@ -125,10 +126,10 @@ class Scanner:
         self._listed: list[Found] = []
         self._listed_at: float | None = None
 
-    def scan(self) -> list[Found]:
+    def scan(self, *, fresh: bool = False) -> list[Found]:
         with self._lock:
             now = self._clock()
-            if self._listed_at is None or now - self._listed_at >= RESCAN_EVERY:
+            if fresh or self._listed_at is None or now - self._listed_at >= RESCAN_EVERY:
                 self._listed, self._listed_at = self._list(), now
             return self._listed
 

@@ -148,8 +148,14 @@ class _Reader(_Lines):
         opened = gzip.open(found.path) if found.compressed else found.path.open("rb")  # noqa: SIM115
         self._file = cast(IO[bytes], opened)
         self._inode = os.fstat(self._file.fileno()).st_ino
+        if self._inode != found.inode:
+            # The listing is up to RESCAN_EVERY old: the name now holds another file (a
+            # rotation renamed `api.log.2.gz` on and made a new one). Not this file, not now.
+            self._file.close()
+            raise _Changed
         self._file.seek(state.offset)
         self.grew_at = now
+        self._at_end = False  # the last read found nothing more
 
     def state(self) -> FileState:
         return FileState(self.offset, self.skipping, self._inode)
@@ -164,10 +170,22 @@ class _Reader(_Lines):
         data = self._file.read(CHUNK_BYTES)
         if not self._compressed:  # a .gz is written once
             self._check_unchanged()
+        self._at_end = not data
         if not data:
             return []
         self.grew_at = now
         return self.take(data)
+
+    def drained(self) -> bool:
+        """Whether all the file holds now is read (a reader behind is not quiet, however
+        long ago it last read)."""
+        if self._compressed:
+            return self._at_end
+        try:
+            self._check_unchanged()
+        except _Changed:  # truncated: the rest is in a copy, if anywhere; the next read says
+            return False
+        return os.fstat(self._file.fileno()).st_size == self.offset + len(self.partial)
 
     def _check_unchanged(self) -> None:
         """Raise _Changed when the file is now shorter than what was read, or starts with
@@ -217,6 +235,9 @@ class _FilesPartition(StatefulSourcePartition[Chunk, PartitionState]):
         self._clock = clock
         self._wall_clock = wall_clock
         self._scanned_at: float | None = None
+        # a file was not what the listing said (rotated on since): list again at once, as
+        # logrotate may move or delete the copy that holds the rest before the next listing
+        self._relist = False
         self._cut: list[Chunk] = []
         self._awake: datetime | None = None
         self._finished = False
@@ -225,7 +246,11 @@ class _FilesPartition(StatefulSourcePartition[Chunk, PartitionState]):
         if self._finished:
             raise StopIteration
         now = self._clock()
-        if self._scanned_at is None or (not self._once and now - self._scanned_at >= RESCAN_EVERY):
+        if (
+            self._scanned_at is None
+            or self._relist
+            or (not self._once and now - self._scanned_at >= RESCAN_EVERY)
+        ):
             self._rescan(now)
         if self._cut:
             chunks, self._cut = self._cut, []
@@ -242,6 +267,7 @@ class _FilesPartition(StatefulSourcePartition[Chunk, PartitionState]):
                 # read on from a copy with this identity if the next listing finds one
                 log.info("%s was truncated or rewritten under its name", reader.source)
                 self._close(reader)
+                self._relist = True
                 continue
             self._counters.set_lag(reader.identity, reader.lag())
             if chunks:
@@ -270,9 +296,10 @@ class _FilesPartition(StatefulSourcePartition[Chunk, PartitionState]):
         return partition_of(found.identity, self._partitions) == self._index
 
     def _rescan(self, now: float) -> None:
+        fresh, self._relist = self._relist, False
         self._scanned_at = now
         listed: dict[str, list[Found]] = {}
-        for found in self._scanner.scan():
+        for found in self._scanner.scan(fresh=fresh):
             if self._owned(found):
                 listed.setdefault(found.identity, []).append(found)
         for identity, copies in listed.items():
@@ -289,7 +316,8 @@ class _FilesPartition(StatefulSourcePartition[Chunk, PartitionState]):
         for reader in list(self._readers.values()):
             if reader.identity not in listed:  # renamed out of sight or deleted: not live
                 reader.live = False
-            if not reader.live and now - reader.grew_at >= self._rotate_wait:
+            quiet = now - reader.grew_at >= self._rotate_wait and reader.drained()
+            if not reader.live and quiet:
                 self._cut += reader.cut()
                 self._close(reader)
         for identity in list(self._files):
@@ -313,6 +341,9 @@ class _FilesPartition(StatefulSourcePartition[Chunk, PartitionState]):
             return  # nothing more, and not a file that grows
         try:
             self._readers[found.identity] = _Reader(found, state, now=now)
+        except _Changed:
+            log.debug("%s was replaced since it was listed", found.path)
+            self._relist = True
         except OSError as exc:
             log.warning("cannot read %s: %s", found.path, exc)
 
