@@ -36,6 +36,9 @@ log = logging.getLogger(__name__)
 FINGERPRINT_BYTES = 1024
 RESCAN_EVERY = 1.0
 """Seconds between two listings of the inputs while following (Vector's glob cooldown)."""
+WAITING_POLL = 0.05
+"""Seconds between two looks at the listed files with no first line yet (the log a rotation
+has just created): their first lines are read within this, not within RESCAN_EVERY."""
 
 _ROTATED = re.compile(r"(?:\.\d{1,4}|-\d{8}(?:\d\d)?|-\d{4}-\d\d-\d\d)?(?:\.gz)?")
 
@@ -110,7 +113,9 @@ class Scanner:
     """Lists the files of the --input patterns (paths or globs) and their rotated siblings,
     less the --exclude patterns; one listing is shared by every partition of the process
     for RESCAN_EVERY seconds (a listing opens every file to read its identity), unless a
-    partition asks for a `fresh` one (it found a file changed since it was listed)."""
+    partition asks for a `fresh` one (it found a file changed since it was listed). Files
+    listed without a first line yet are looked at again every WAITING_POLL; `version` counts
+    the changes of the listing."""
 
     def __init__(
         self,
@@ -125,18 +130,43 @@ class Scanner:
         self._lock = threading.Lock()
         self._listed: list[Found] = []
         self._listed_at: float | None = None
+        self._waiting: list[tuple[Path, Path]] = []  # (real, named): files with no identity
+        self._waited_at = 0.0
+        self.version = 0
 
     def scan(self, *, fresh: bool = False) -> list[Found]:
         with self._lock:
             now = self._clock()
             if fresh or self._listed_at is None or now - self._listed_at >= RESCAN_EVERY:
-                self._listed, self._listed_at = self._list(), now
+                self._listed, self._waiting = self._list()
+                self._listed_at, self.version = now, self.version + 1
             return self._listed
+
+    @property
+    def waiting(self) -> bool:
+        """Whether a listed file has no first line yet."""
+        return bool(self._waiting)
+
+    def newer_than(self, version: int) -> bool:
+        """Whether the listing changed since `version`, after looking again (at most every
+        WAITING_POLL) at the files that had no first line."""
+        with self._lock:
+            now = self._clock()
+            if self._waiting and now - self._waited_at >= WAITING_POLL:
+                self._waited_at = now
+                looks = [(pair, self._look(*pair)) for pair in self._waiting]
+                appeared = [found for _, found in looks if found is not None]
+                if appeared:
+                    self._waiting = [pair for pair, found in looks if found is None]
+                    self._listed = [*self._listed, *appeared]
+                    self.version += 1
+            return self.version != version
 
     def _excluded(self, path: str) -> bool:
         return any(fnmatch.fnmatch(path, pattern) for pattern in self._excludes)
 
-    def _list(self) -> list[Found]:
+    def _list(self) -> tuple[list[Found], list[tuple[Path, Path]]]:
+        """The files found, and the (real, named) paths of those with no first line yet."""
         named: list[Path] = []
         for pattern in self._patterns:
             matches = glob.glob(pattern) if glob.has_magic(pattern) else [pattern]
@@ -149,13 +179,17 @@ class Scanner:
                     if not self._excluded(str(sibling)):
                         candidates.setdefault(os.path.realpath(sibling), sibling)
         found: dict[tuple[str, int], Found] = {}  # one entry per file, however many names
+        waiting = []
         for real, path in candidates.items():
             seen = self._look(Path(real), path)
-            if seen is not None:
-                key = (seen.identity, seen.inode)  # hard links: one inode
-                if key not in found or (seen.live and not found[key].live):
-                    found[key] = seen
-        return sorted(found.values(), key=lambda f: (f.live, f.mtime, str(f.path)))
+            if seen is None:
+                if os.path.isfile(real):
+                    waiting.append((Path(real), path))
+                continue
+            key = (seen.identity, seen.inode)  # hard links: one inode
+            if key not in found or (seen.live and not found[key].live):
+                found[key] = seen
+        return sorted(found.values(), key=lambda f: (f.live, f.mtime, str(f.path))), waiting
 
     def _look(self, real: Path, named: Path) -> Found | None:
         compressed = real.name.endswith(".gz")

@@ -238,6 +238,7 @@ class _FilesPartition(StatefulSourcePartition[Chunk, PartitionState]):
         # a file was not what the listing said (rotated on since): list again at once, as
         # logrotate may move or delete the copy that holds the rest before the next listing
         self._relist = False
+        self._listing = -1  # the scanner's version of the listing last looked at
         self._cut: list[Chunk] = []
         self._awake: datetime | None = None
         self._finished = False
@@ -250,6 +251,7 @@ class _FilesPartition(StatefulSourcePartition[Chunk, PartitionState]):
             self._scanned_at is None
             or self._relist
             or (not self._once and now - self._scanned_at >= RESCAN_EVERY)
+            or (not self._once and self._scanner.newer_than(self._listing))
         ):
             self._rescan(now)
         if self._cut:
@@ -275,8 +277,10 @@ class _FilesPartition(StatefulSourcePartition[Chunk, PartitionState]):
                 return chunks
         if self._once:
             self._finish()
-        # with no open file, only the next listing can bring work
-        self._awake = self._wall_clock() + (IDLE_POLL if self._readers else _RESCAN)
+        # with no open file, only a listing can bring work: the next full one, or a file
+        # listed without a first line getting one
+        busy = self._readers or self._scanner.waiting
+        self._awake = self._wall_clock() + (IDLE_POLL if busy else _RESCAN)
         return []
 
     def _finish(self) -> None:
@@ -299,7 +303,9 @@ class _FilesPartition(StatefulSourcePartition[Chunk, PartitionState]):
         fresh, self._relist = self._relist, False
         self._scanned_at = now
         listed: dict[str, list[Found]] = {}
-        for found in self._scanner.scan(fresh=fresh):
+        listing = self._scanner.scan(fresh=fresh)
+        self._listing = self._scanner.version
+        for found in listing:
             if self._owned(found):
                 listed.setdefault(found.identity, []).append(found)
         for identity, copies in listed.items():
