@@ -10,6 +10,7 @@ import gzip
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import threading
@@ -601,3 +602,70 @@ def test_debian_logrotate_copytruncate_compress_delaycompress(settings, tmp_path
         "api.log.3.gz",
     ]
     assert dead_letters(settings) == []
+
+
+# -- what the writer and the dead-letter file make of it ---------------------------------------
+
+
+def test_a_batch_over_influxdb_s_body_limit_is_stored_with_exact_values(settings, tmp_path):
+    """Case 8: 5,000 lines with 6 KB URLs, one batch of them 30 MB (InfluxDB refuses bodies
+    over 25 MB with 413); no snapshot or flush cuts the batch short here."""
+    slow = settings.model_copy(update={"snapshot_interval": 60.0})
+    query = "?q=" + "a" * 6000
+    written = [
+        line.replace(f"/api/v1/r{i} ", f"/api/v1/r{i}{query} ")
+        for i, line in enumerate(requests(0, 5000))
+    ]
+    log = tmp_path / "huge.log"
+    log.write_bytes(text(written))
+    assert log.stat().st_size > 30_000_000
+    output = run_process(slow, "--input", str(log), "--once", "--flush-interval", "60")
+    assert summary(output) == "read 5000 lines: stored 5000, rejected 0", output
+    assert_stored_exactly(settings, written)
+
+
+def test_dead_letters_are_written_once_across_kill_9_and_replay(settings, tmp_path):
+    """Case 9: every tenth line is invalid; the processor is killed before its first
+    snapshot, so every line is read again; each invalid line is dead-lettered once."""
+    lines = []
+    for i in range(150_000):
+        lines.append(request(i, status=600) if i % 10 == 3 else request(i))
+    written = [line for i, line in enumerate(lines) if i % 10 != 3]
+    log = tmp_path / "api.log"
+    log.write_bytes(text(lines))
+    no_snapshot = settings.model_copy(update={"snapshot_interval": 600.0})
+    process = start_process(no_snapshot, "--input", str(log))
+    try:
+        wait_until(
+            lambda: count_points(settings) >= 40_000 and dead_letters(settings),
+            what="40,000 points and the first dead letters",
+        )
+    finally:
+        process.send_signal(signal.SIGKILL)
+        process.communicate()
+    assert count_points(settings) < len(written)
+    run_once(settings, "--input", str(log))
+    assert_stored_exactly(settings, written)
+    starts = [0]
+    for line in lines:
+        starts.append(starts[-1] + len(line) + 1)
+    offsets = [entry["offset"] for entry in dead_letters(settings)]
+    assert sorted(offsets) == starts[3 : len(lines) : 10]  # each once, none missing
+
+
+def test_a_time_influxdb_cannot_store_and_line_breaks_in_a_dead_letter(settings, tmp_path):
+    """Case 9: a line of 2263 is dead-lettered when parsed, not refused by InfluxDB and
+    bisected; a rejected line holding U+2028, U+2029 and U+0085 stays one entry a line."""
+    written = requests(0, 30)
+    future = request(30, day="2263-01-01")
+    breaks = request(31, status=600).replace("/api/v1/r31", "/a\u2028b\u2029c\u0085d")
+    log = tmp_path / "api.log"
+    log.write_bytes(text([*written[:10], future, *written[10:20], breaks, *written[20:]]))
+    output = run_once(settings, "--input", str(log))
+    assert summary(output).startswith("read 32 lines: stored 30, rejected 2"), output
+    assert_stored_exactly(settings, written)
+    raw = settings.dead_letter_path.read_text(encoding="utf-8")
+    assert len(raw.splitlines()) == 2  # str.splitlines breaks on all three
+    first, second = dead_letters(settings)
+    assert "outside what InfluxDB stores" in first["reason"] and first["raw"] == future
+    assert second["raw"] == breaks
