@@ -15,7 +15,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
@@ -539,12 +539,20 @@ def _run_logrotate(command: list[str]) -> None:
     assert done.returncode == 0, done.stdout + done.stderr
 
 
-def test_debian_logrotate_create_compress_delaycompress(settings, tmp_path):
+def _rotated_under_a_writer(
+    settings: Settings,
+    tmp_path: Path,
+    options: str,
+    rotate: Callable[[_Application, list[str]], None],
+) -> None:
+    """Five rotations by Debian's logrotate (`options`, `rotate 3`, `compress`,
+    `delaycompress`) while an application writes and the processor follows: every line is
+    stored once with exact values, nothing is dead-lettered."""
     logs = tmp_path / "logs"
     logs.mkdir(mode=0o755)
     log = logs / "api.log"
     command = _logrotate(
-        tmp_path, log, "    create 0644\n    rotate 3\n    compress\n    delaycompress"
+        tmp_path, log, f"    {options}\n    rotate 3\n    compress\n    delaycompress"
     )
     app = _Application(log, start=0)
     app.start()
@@ -552,9 +560,7 @@ def test_debian_logrotate_create_compress_delaycompress(settings, tmp_path):
         with following(settings, "--input", str(log)) as process:
             for _ in range(5):
                 time.sleep(0.7)
-                _run_logrotate(command)  # the application writes on to its old descriptor
-                time.sleep(0.1)
-                app.reopen()
+                rotate(app, command)
             time.sleep(0.5)
             written = app.stop()
             wait_stored(settings, len(written), process)
@@ -569,39 +575,25 @@ def test_debian_logrotate_create_compress_delaycompress(settings, tmp_path):
         "api.log.3.gz",
     ]
     assert dead_letters(settings) == []
+
+
+def test_debian_logrotate_create_compress_delaycompress(settings, tmp_path):
+    def rotate(app: _Application, command: list[str]) -> None:
+        _run_logrotate(command)  # the application writes on to its old descriptor
+        time.sleep(0.1)
+        app.reopen()
+
+    _rotated_under_a_writer(settings, tmp_path, "create 0644", rotate)
 
 
 def test_debian_logrotate_copytruncate_compress_delaycompress(settings, tmp_path):
-    logs = tmp_path / "logs"
-    logs.mkdir(mode=0o755)
-    log = logs / "api.log"
-    command = _logrotate(
-        tmp_path, log, "    copytruncate\n    rotate 3\n    compress\n    delaycompress"
-    )
-    app = _Application(log, start=0)
-    app.start()
-    try:
-        with following(settings, "--input", str(log)) as process:
-            for _ in range(5):
-                time.sleep(0.7)
-                # copytruncate loses what is written between the copy and the truncation:
-                # the application pauses meanwhile, so that every line written is in a file
-                with app.lock:
-                    _run_logrotate(command)
-            time.sleep(0.5)
-            written = app.stop()
-            wait_stored(settings, len(written), process)
-            time.sleep(SETTLE)
-            assert_stored_exactly(settings, written)
-    finally:
-        app.stop()
-    assert sorted(p.name for p in logs.iterdir()) == [
-        "api.log",
-        "api.log.1",
-        "api.log.2.gz",
-        "api.log.3.gz",
-    ]
-    assert dead_letters(settings) == []
+    def rotate(app: _Application, command: list[str]) -> None:
+        # copytruncate loses what is written between the copy and the truncation: the
+        # application pauses meanwhile, so that every line written is in a file
+        with app.lock:
+            _run_logrotate(command)
+
+    _rotated_under_a_writer(settings, tmp_path, "copytruncate", rotate)
 
 
 # -- what the writer and the dead-letter file make of it ---------------------------------------
