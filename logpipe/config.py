@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 import platformdirs
 from pydantic import Field, SecretStr, ValidationError, field_validator
@@ -27,6 +29,45 @@ def default_state_dir() -> Path:
 def default_data_dir() -> Path:
     """Where `run-all` keeps its private InfluxDB between runs."""
     return Path(platformdirs.user_data_dir("logpipe"))
+
+
+MASK = "***"
+"""What a secret is shown as."""
+_SECRET_PARAMETERS = frozenset(
+    {"p", "password", "pass", "pwd", "token", "access_token", "api_key", "apikey", "secret"}
+)
+"""Query parameters whose value is a secret (InfluxDB 1.x reads `u` and `p`)."""
+
+
+def redact_url(url: str) -> str:
+    """`url` as it may be shown or logged: the password of its user info and the values of
+    secret query parameters (`p=`, `token=`, `password=`, …) become ***; scheme, user, host,
+    port, path and the other parameters stay as written.
+
+    Parsed by hand after RFC 3986 (the user info ends at the last `@` before the first `/`,
+    `?` or `#`), so it never raises. A password with an unescaped `/`, `?` or `#` would be
+    read as the host's port or path and shown: the `influx_url` setting refuses those."""
+    scheme, separator, rest = url.partition("://")
+    if not separator:
+        scheme, rest = "", url
+    ends = [index for index in map(rest.find, "/?#") if index >= 0]
+    authority, tail = rest[: min(ends, default=len(rest))], rest[min(ends, default=len(rest)) :]
+    user_info, at, host = authority.rpartition("@")
+    if ":" in user_info:
+        user_info = f"{user_info.split(':', 1)[0]}:{MASK}"
+    tail, hash_sign, fragment = tail.partition("#")
+    path, question_mark, query = tail.partition("?")
+    if question_mark:
+        query = "&".join(map(_redact_parameter, query.split("&")))
+    return (
+        f"{scheme}{separator}{user_info}{at}{host}{path}{question_mark}{query}"
+        f"{hash_sign}{fragment}"
+    )
+
+
+def _redact_parameter(parameter: str) -> str:
+    name, equals, _ = parameter.partition("=")
+    return f"{name}={MASK}" if equals and name.lower() in _SECRET_PARAMETERS else parameter
 
 
 ENV_PREFIX = "LOGPIPE_"
@@ -88,7 +129,26 @@ class Settings(BaseSettings):
     def _http_url(cls, value: str) -> str:
         if not value.startswith(("http://", "https://")):
             raise ValueError("must start with http:// or https://")
+        # A query would be lost by httpx's base URL, and a password with an unescaped
+        # / ? # or @ would be read as host or path and shown by redact_url. The message never
+        # quotes the value: it may hold a password.
+        try:
+            parts = urlsplit(value)
+            valid = parts.hostname is not None and parts.port != 0
+        except ValueError:  # a port that is no number, a bracket without its pair
+            valid = False
+        if not valid or "?" in value or "#" in value or "@" in parts.path:
+            raise ValueError(
+                "must be http(s)://[user[:password]@]host[:port][/path], no ?query or #fragment"
+                " (in a password write / ? # @ as %2F %3F %23 %40)"
+            )
         return value.rstrip("/")
+
+    def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:
+        """What repr() and str() show: secrets are SecretStr already; the URL's password
+        is masked too."""
+        for name, value in super().__repr_args__():
+            yield name, redact_url(value) if name == "influx_url" else value
 
     @property
     def dead_letter_path(self) -> Path:
@@ -131,8 +191,11 @@ def describe(
         else:
             source = "default"
         value = getattr(settings, name)
-        shown = (
-            "**********" if isinstance(value, SecretStr) else "" if value is None else str(value)
-        )
+        if isinstance(value, SecretStr):
+            shown = "**********"
+        elif name == "influx_url":
+            shown = redact_url(value)
+        else:
+            shown = "" if value is None else str(value)
         rows.append((variable, shown, source))
     return rows

@@ -10,23 +10,27 @@ from typing import Any
 
 import httpx
 
-from logpipe.config import Settings
+from logpipe.config import Settings, redact_url
 from logpipe.errors import InfluxRejected, InfluxUnavailable
 
 Series = dict[str, Any]
 
 
 def _client_options(settings: Settings, timeout: float | None = None) -> dict[str, Any]:
-    """base_url, auth headers and timeout shared by the sync and async clients."""
+    """base_url, auth headers and timeout shared by the sync and async clients.
+
+    A user and password in the URL become basic auth, as httpx would make them, but the
+    base URL goes without them: httpx puts request URLs in its log and in some errors."""
+    url = httpx.URL(settings.influx_url)
     headers = {}
-    auth = None
+    auth = httpx.BasicAuth(url.username, url.password) if url.username or url.password else None
     if settings.influx_token is not None:
         headers["Authorization"] = f"Token {settings.influx_token.get_secret_value()}"
     elif settings.influx_username:
         password = settings.influx_password.get_secret_value() if settings.influx_password else ""
         auth = httpx.BasicAuth(settings.influx_username, password)
     return {
-        "base_url": settings.influx_url,
+        "base_url": url.copy_with(username=None, password=None),
         "headers": headers,
         "auth": auth,
         "timeout": httpx.Timeout(timeout or settings.influx_timeout),
@@ -58,8 +62,11 @@ def _check(response: httpx.Response, what: str) -> None:
 
 
 def _unavailable(exc: httpx.HTTPError, url: str) -> InfluxUnavailable:
+    """The error to show, log and retry on; `url` is shown without its password."""
     kind = "timed out" if isinstance(exc, httpx.TimeoutException) else "is unreachable"
-    return InfluxUnavailable(f"InfluxDB at {url} {kind} ({exc.__class__.__name__}: {exc})")
+    return InfluxUnavailable(
+        f"InfluxDB at {redact_url(url)} {kind} ({exc.__class__.__name__}: {exc})"
+    )
 
 
 def series_of(answer: dict[str, Any]) -> list[list[Series]]:

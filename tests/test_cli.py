@@ -92,6 +92,24 @@ def test_config_shows_values_and_where_they_came_from(tmp_path, monkeypatch):
     assert "very-secret-token" not in result.output
 
 
+def test_config_and_errors_never_show_the_password_of_the_influx_url(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    port = free_port()  # nothing listens there
+    env = {"LOGPIPE_INFLUX_URL": f"http://admin:s3cret@127.0.0.1:{port}", "COLUMNS": "200"}
+    shown = runner.invoke(app, ["config"], env=env)
+    assert shown.exit_code == 0, shown.output
+    rows = {line.split()[0]: line.split()[1:] for line in shown.output.splitlines()[1:]}
+    assert rows["LOGPIPE_INFLUX_URL"] == [f"http://admin:***@127.0.0.1:{port}", "environment"]
+    log = tmp_path / "a.log"
+    log.write_text("")
+    failed = runner.invoke(
+        app, ["process", "--input", str(log), "--once", "--state-dir", str(tmp_path)], env=env
+    )
+    assert failed.exit_code == 1
+    assert f"Error: InfluxDB at http://admin:***@127.0.0.1:{port} is unreachable" in failed.output
+    assert "s3cret" not in shown.output + failed.output
+
+
 @pytest.mark.parametrize(
     ("args", "says"),
     [

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 import pty
 import signal
@@ -14,8 +15,14 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import httpx
+import pytest
+from rich.console import Console
 
+import logpipe.run_all
+from logpipe.config import load_settings
+from logpipe.errors import InfluxNotFound
 from logpipe.influxd import free_port
+from logpipe.run_all.view import Snapshot, render
 
 
 def _processes() -> dict[int, tuple[int, bytes]]:
@@ -146,3 +153,26 @@ def _children_of_nobody(tmp_path) -> list[int]:
     """Processes still running with this test's state directory on their command line."""
     mark = str(tmp_path).encode()
     return [pid for pid, (_, command) in _processes().items() if mark in command]
+
+
+def test_the_panel_shows_the_influxdb_url_without_its_password(tmp_path):
+    view = Snapshot(
+        influx_url="http://admin:s3cret@[::1]:8086",
+        influx_version="1.8.10",
+        api="http://127.0.0.1:8000",
+        log_file=tmp_path / "api.log",
+    )
+    console = Console(record=True, width=120, file=io.StringIO())
+    console.print(render(view))
+    shown = console.export_text()
+    assert "http://admin:***@[::1]:8086 (InfluxDB 1.8.10)" in shown
+    assert "s3cret" not in shown + view.influx
+
+
+def test_no_influxdb_anywhere_is_explained_without_the_password(tmp_path, monkeypatch):
+    monkeypatch.setattr(logpipe.run_all, "find_influxd", lambda: None)
+    settings = load_settings(
+        influx_url=f"http://admin:s3cret@127.0.0.1:{free_port()}", state_dir=tmp_path
+    )
+    with pytest.raises(InfluxNotFound, match=r"no InfluxDB answers at http://admin:\*\*\*@"):
+        logpipe.run_all._start_influx(settings)

@@ -25,7 +25,7 @@ from bytewax.dataflow import Dataflow
 from bytewax.errors import BytewaxRuntimeError
 from bytewax.recovery import RecoveryConfig, init_db_dir
 
-from logpipe.config import Settings
+from logpipe.config import Settings, redact_url
 from logpipe.errors import ConfigError, InputError
 from logpipe.influx import InfluxClient
 from logpipe.process.counters import Counters, StatusReporter
@@ -154,7 +154,8 @@ def run(
     with InfluxClient(settings) as client:
         version = client.ping()
         client.ensure_database()
-    log.info("InfluxDB %s at %s, database %r", version, settings.influx_url, client.database)
+    url = redact_url(settings.influx_url)
+    log.info("InfluxDB %s at %s, database %r", version, url, client.database)
     counters = Counters()
     dead = DeadLetters(settings.dead_letter_path)
     flow = build_flow(

@@ -19,7 +19,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.live import Live
 
-from logpipe.config import Settings, default_data_dir
+from logpipe.config import Settings, default_data_dir, redact_url
 from logpipe.errors import InfluxNotFound, InfluxUnavailable
 from logpipe.influx import InfluxClient
 from logpipe.influxd import LocalInfluxd, find_influxd, stop_process
@@ -87,7 +87,8 @@ def _start_influx(settings: Settings) -> tuple[str, str, LocalInfluxd | None]:
             return settings.influx_url, client.ping(), None
     except InfluxUnavailable:
         if find_influxd() is None:
-            raise InfluxNotFound(NO_INFLUX_HELP.format(url=settings.influx_url)) from None
+            url = redact_url(settings.influx_url)
+            raise InfluxNotFound(NO_INFLUX_HELP.format(url=url)) from None
     server = LocalInfluxd(default_data_dir() / "influxdb").start()
     return server.url, server.version, server
 
@@ -132,7 +133,7 @@ def run(
     url, version, server = _start_influx(settings)
     env = {**os.environ, "LOGPIPE_INFLUX_URL": url, "LOGPIPE_STATE_DIR": str(settings.state_dir)}
     api = f"http://{settings.api_host}:{settings.api_port}"
-    view = Snapshot(influx=f"{url} (InfluxDB {version})", api=api, log_file=log_file)
+    view = Snapshot(influx_url=url, influx_version=version, api=api, log_file=log_file)
     watcher = Watcher(view, state_dir=settings.state_dir, api_url=api)
     children: list[Child] = []
     try:

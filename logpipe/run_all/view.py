@@ -15,6 +15,7 @@ from rich.console import Group, RenderableType
 from rich.panel import Panel
 from rich.table import Table
 
+from logpipe.config import redact_url
 from logpipe.status import GENERATE_STATUS, PROCESS_STATUS, read_status
 
 CUSTOMERS_SHOWN = 8
@@ -41,7 +42,9 @@ class Rate:
 class Snapshot:
     """Everything the panel shows at one moment."""
 
-    influx: str
+    influx_url: str
+    """As configured, password included: shown through `influx`."""
+    influx_version: str
     api: str
     log_file: Path
     generated: int | None = None
@@ -56,6 +59,11 @@ class Snapshot:
     customers: list[tuple[str, int, float, float]] = field(default_factory=list)
     """(customer, today's requests, uptime %, p99 latency s) from the API."""
     problem: str | None = None
+
+    @property
+    def influx(self) -> str:
+        """The InfluxDB line of the panel, without the URL's password."""
+        return f"{redact_url(self.influx_url)} (InfluxDB {self.influx_version})"
 
 
 class Watcher:
