@@ -21,6 +21,15 @@ REQUESTS = Counter("logpipe_api_requests", "API requests", ["route", "method", "
 REQUEST_SECONDS = Histogram("logpipe_api_request_seconds", "API request time", ["route"])
 CACHE_LOOKUPS = Counter("logpipe_api_cache_lookups", "Stats cache lookups", ["result"])
 QUERY_SECONDS = Histogram("logpipe_influx_query_seconds", "InfluxDB query time")
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"})
+"""HTTP methods counted under their own name."""
+
+
+def method_label(method: str) -> str:
+    """The `method` label of a request: any method not in METHODS is "other", since each
+    label value is a series kept for the life of the process (and in every scrape), and
+    a client may send any token as the method."""
+    return method if method in METHODS else "other"
 
 
 def exposition() -> tuple[bytes, str]:
@@ -57,5 +66,5 @@ class MetricsMiddleware:
         finally:
             route = scope.get("route")
             path = getattr(route, "path", "unmatched")
-            REQUESTS.labels(path, scope["method"], str(status)).inc()
+            REQUESTS.labels(path, method_label(scope["method"]), str(status)).inc()
             REQUEST_SECONDS.labels(path).observe(time.perf_counter() - started)
