@@ -241,6 +241,13 @@ def process(
 def rollup(
     influx_url: InfluxUrl = None,
     database: Database = None,
+    rebuild: Annotated[
+        bool,
+        typer.Option(
+            "--rebuild",
+            help="build every closed day, current or not (after another tool rewrote points)",
+        ),
+    ] = False,
 ) -> None:
     """Build the daily rollups of every closed day now (InfluxDB 1.x). `process` keeps them
     current while it follows; run this after a `process --once` backfill, or once after an
@@ -252,7 +259,7 @@ def rollup(
     from logpipe.config import load_settings
 
     settings = load_settings(influx_url=influx_url, influx_database=database)
-    days, built, seconds = module.run(settings)
+    days, built, seconds = module.run(settings, rebuild=rebuild)
     typer.echo(
         f"rollups built for {days} day{'' if days == 1 else 's'}: {built} customer-days"
         f" and all customers together, in {seconds:.1f} s",

@@ -1,18 +1,29 @@
 """Daily statistics: the InfluxQL that computes them and the rows it returns. Pure functions.
 
-All aggregation happens inside InfluxDB, grouped by UTC day, in one /query round trip: one
-statement for totals and latencies, one for the failed count (status >= the threshold).
-Closed days come from the daily rollups instead where they are up to date (see rollup.py).
+All aggregation happens inside InfluxDB, grouped by UTC day: one statement for totals and
+latencies, one for the counts by status class (and, for a threshold inside a class, one for
+that class's failing part). Closed days come from the daily rollups instead where they are
+current (see rollup.py).
+
+Words used here and in rollup.py and serve/:
+- a **live** day may still get requests: today, and yesterday during the first LATE_LINES
+  of today (see live_from);
+- a **closed** day is any earlier one: it changes only when old lines are ingested (a
+  backfill).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
-from typing import Any
+from typing import Any, Generic, TypeVar
 
-from logpipe.config import DAILY_MEASUREMENT, MEASUREMENT
+from logpipe.config import MEASUREMENT
+from logpipe.influx import Series
 from logpipe.schema import NS_PER_SECOND, influxql_string
+
+T = TypeVar("T")
 
 LATENCY_AGGREGATES = (
     "mean(latency) AS average, median(latency) AS median, percentile(latency, 99) AS p99"
@@ -20,7 +31,41 @@ LATENCY_AGGREGATES = (
 """The latency statistics of a day, the same for the API's query and the rollups'."""
 LATE_LINES = timedelta(hours=1)
 """How long after midnight (UTC) lines of the day before still arrive in the normal course
-(the processor's lag, a log shipped late): until then yesterday is re-read like today."""
+(the processor's lag, a log shipped late): until then yesterday is live like today."""
+FIRST_DAY = date(1677, 9, 22)
+LAST_DAY = date(2262, 4, 10)
+"""The whole UTC days InfluxDB can store (its timestamps are int64 nanoseconds)."""
+
+Statement = Sequence[Series]
+"""The series one InfluxQL statement answered."""
+
+
+@dataclass(frozen=True)
+class Query(Generic[T]):
+    """InfluxQL statements sent in one /query request, and the parser of their answers (one
+    per statement, in order). A query reads only its own statements' answers, so joining
+    queries (see `together`) never makes statement positions a contract between modules."""
+
+    statements: tuple[str, ...]
+    parse: Callable[[Sequence[Statement]], T]
+
+    @property
+    def text(self) -> str:
+        return "; ".join(self.statements)
+
+    def answer(self, statements: Sequence[Statement]) -> T:
+        """Parse the answer; a missing database answers no statement: no series."""
+        own = list(statements[: len(self.statements)])
+        return self.parse(own + [[] for _ in range(len(self.statements) - len(own))])
+
+
+def together(first: Query[Any], second: Query[Any]) -> Query[tuple[Any, Any]]:
+    """Two queries in one round trip; each parser gets its own statements' answers."""
+    split = len(first.statements)
+    return Query(
+        first.statements + second.statements,
+        lambda answer: (first.answer(answer[:split]), second.answer(answer[split:])),
+    )
 
 
 @dataclass(frozen=True)
@@ -37,8 +82,7 @@ class DayStats:
 
 
 def live_from(now: datetime) -> date:
-    """The first day whose statistics may still change: today, or yesterday during the first
-    LATE_LINES of today. Older days are closed: they change only by a backfill."""
+    """The first live day: today, or yesterday during the first LATE_LINES of today."""
     return (now - LATE_LINES).date()
 
 
@@ -76,61 +120,16 @@ def epoch_date(epoch: int) -> date:
     return datetime.fromtimestamp(epoch, timezone.utc).date()
 
 
-def stats_query(
-    customer_id: str | None,
-    first: date,
-    last: date,
-    *,
-    failure_status: int,
-    by_customer: bool = False,
-) -> str:
-    """InfluxQL for the days first..last (inclusive), for one customer or (None) all of them.
-    `customer_id` must be valid already; it is still written as an escaped string literal.
-
-    InfluxDB reads the points once per function, so the statements ask for as little as
-    they can: latencies; counts by status class (the indexed tag), which give both the total
-    and, for a threshold like 500, the failures; and only for a threshold inside a class
-    (e.g. 450) a count of that class's failing part.
-    """
-    where = days_where(first, last)
-    if customer_id is not None:
-        where = f"customer_id = {influxql_string(customer_id)} AND {where}"
-    by = "time(1d), customer_id" if by_customer else "time(1d)"
-    statements = [
-        f"SELECT {LATENCY_AGGREGATES} FROM {MEASUREMENT} WHERE {where} GROUP BY {by} fill(none)",
-        f"SELECT count(latency) AS n FROM {MEASUREMENT} WHERE {where}"
-        f" GROUP BY {by}, status_class fill(none)",
-    ]
-    threshold = int(failure_status)
-    if threshold % 100:
-        statements.append(
-            f"SELECT count(latency) AS n FROM {MEASUREMENT} WHERE {where}"
-            f" AND status_class = '{threshold // 100}xx' AND status >= {threshold}"
-            f" GROUP BY {by} fill(none)"
-        )
-    return "; ".join(statements)
-
-
-def customers_query(*, customer_id: str | None, limit: int, offset: int) -> str:
-    """InfluxQL for each customer's request total, a page of customers in id order."""
-    where = f" WHERE customer_id = {influxql_string(customer_id)}" if customer_id else ""
+def customer_where(customer_id: str | None, first: date, last: date) -> str:
+    """The condition of one customer's requests (None: every customer's) on first..last.
+    `customer_id` must be valid already; it is still written as an escaped string literal."""
+    days = days_where(first, last)
     return (
-        f"SELECT count(latency) AS total FROM {MEASUREMENT}{where}"
-        f" GROUP BY customer_id SLIMIT {int(limit)} SOFFSET {int(offset)}"
+        days if customer_id is None else f"customer_id = {influxql_string(customer_id)} AND {days}"
     )
 
 
-def customer_totals(statements: list[list[dict[str, Any]]]) -> list[tuple[str, int]]:
-    """(customer id, total requests) from customers_query's answer, in id order."""
-    totals = [
-        (series["tags"]["customer_id"], int(series["values"][0][1]))
-        for series in (statements[0] if statements else [])
-        if series.get("values")
-    ]
-    return sorted(totals)
-
-
-def rows_by_time(series: list[dict[str, Any]]) -> dict[int, dict[str, Any]]:
+def rows_by_time(series: Sequence[Series]) -> dict[int, dict[str, Any]]:
     """Each row of the series as {column: value}, by its time (epoch seconds)."""
     rows: dict[int, dict[str, Any]] = {}
     for one in series:
@@ -141,26 +140,14 @@ def rows_by_time(series: list[dict[str, Any]]) -> dict[int, dict[str, Any]]:
     return rows
 
 
-def _class_fails(status_class: str, failure_status: int) -> bool:
+def class_fails(status_class: str, failure_status: int) -> bool:
     """Whether a status class fails as a whole: its lowest status (e.g. 500 for 5xx) reaches
     the threshold."""
     return int(status_class[0]) * 100 >= failure_status
 
 
-def _class_counts(series: list[dict[str, Any]], failure_status: int) -> dict[int, list[int]]:
-    """{day: [total, failed]} from counts by day and status class."""
-    counts: dict[int, list[int]] = {}
-    for one in series:
-        fails = _class_fails(one.get("tags", {}).get("status_class", "0xx"), failure_status)
-        for epoch, n in one.get("values", []):
-            day = counts.setdefault(int(epoch), [0, 0])
-            day[0] += int(n)
-            if fails:
-                day[1] += int(n)
-    return counts
-
-
-def _day(epoch: int, total: int, failed: int, latencies: dict[str, Any]) -> DayStats:
+def day_of(epoch: int, total: int, failed: int, latencies: dict[str, Any]) -> DayStats:
+    """One day's statistics from its counts and its latency row (average, median, p99)."""
     return DayStats(
         date=epoch_date(epoch),
         total_requests=total,
@@ -173,81 +160,69 @@ def _day(epoch: int, total: int, failed: int, latencies: dict[str, Any]) -> DayS
     )
 
 
-def day_stats(statements: list[list[dict[str, Any]]], *, failure_status: int) -> list[DayStats]:
-    """Turn stats_query's answer (epoch=s) into one DayStats per day with requests."""
-    latencies = rows_by_time(statements[0]) if statements else {}
-    counts = _class_counts(statements[1] if len(statements) > 1 else [], failure_status)
-    partial = rows_by_time(statements[2]) if len(statements) > 2 else {}
-    days = []
-    for epoch in sorted(latencies):
-        total, failed = counts.get(epoch, [0, 0])
-        if total == 0:
-            continue
-        failed += int(partial.get(epoch, {}).get("n") or 0)
-        days.append(_day(epoch, total, failed, latencies[epoch]))
-    return days
+def stats_query(
+    customer_id: str | None, first: date, last: date, *, failure_status: int
+) -> Query[dict[date, DayStats]]:
+    """The statistics of the days first..last (inclusive) with requests, for one customer
+    or (None) all of them together, computed from the requests.
+
+    InfluxDB reads the points once per function, so the statements ask for as little as
+    they can: latencies; counts by status class (the indexed tag), which give both the total
+    and, for a threshold like 500, the failures; and only for a threshold inside a class
+    (e.g. 450) a count of that class's failing part.
+    """
+    where = customer_where(customer_id, first, last)
+    threshold = int(failure_status)
+    statements: tuple[str, ...] = (
+        f"SELECT {LATENCY_AGGREGATES} FROM {MEASUREMENT} WHERE {where}"
+        " GROUP BY time(1d) fill(none)",
+        f"SELECT count(latency) AS n FROM {MEASUREMENT} WHERE {where}"
+        " GROUP BY time(1d), status_class fill(none)",
+    )
+    if threshold % 100:
+        statements += (
+            f"SELECT count(latency) AS n FROM {MEASUREMENT} WHERE {where}"
+            f" AND status_class = '{threshold // 100}xx' AND status >= {threshold}"
+            " GROUP BY time(1d) fill(none)",
+        )
+
+    def parse(answer: Sequence[Statement]) -> dict[date, DayStats]:
+        latencies = rows_by_time(answer[0])
+        partial = rows_by_time(answer[2]) if len(answer) > 2 else {}
+        counts: dict[int, list[int]] = {}  # {day: [total, failed]}
+        for series in answer[1]:
+            fails = class_fails(series.get("tags", {}).get("status_class", "0xx"), threshold)
+            for epoch, n in series.get("values", []):
+                day = counts.setdefault(int(epoch), [0, 0])
+                day[0] += int(n)
+                day[1] += int(n) if fails else 0
+        days = {}
+        for epoch in sorted(latencies):
+            total, failed = counts.get(epoch, [0, 0])
+            if total:
+                failed += int(partial.get(epoch, {}).get("n") or 0)
+                days[epoch_date(epoch)] = day_of(epoch, total, failed, latencies[epoch])
+        return days
+
+    return Query(statements, parse)
 
 
-def day_stats_by_customer(
-    statements: list[list[dict[str, Any]]], *, failure_status: int
-) -> dict[str, list[DayStats]]:
-    """day_stats for each customer, from stats_query(..., by_customer=True)'s answer."""
-    per_customer: dict[str, list[list[dict[str, Any]]]] = {}
-    for index, statement in enumerate(statements):
-        for series in statement:
-            customer = series.get("tags", {}).get("customer_id", "")
-            per_customer.setdefault(customer, [[] for _ in statements])[index].append(series)
-    return {
-        customer: day_stats(own, failure_status=failure_status)
-        for customer, own in per_customer.items()
-    }
-
-
-def rollup_query(customer_id: str | None, first: date, last: date) -> str:
-    """InfluxQL for one customer's daily rollups of the days first..last (None: those of all
-    customers together, the series without a customer_id), and for the number of requests
-    each of those days has now, to check the rollups against."""
-    days = days_where(first, last)
-    if customer_id is None:  # the series without a customer_id
-        rollups, requests = f"customer_id = '' AND {days}", days
-    else:
-        rollups = requests = f"customer_id = {influxql_string(customer_id)} AND {days}"
-    return (
-        f"SELECT * FROM {DAILY_MEASUREMENT} WHERE {rollups} GROUP BY status_class; "
-        f"SELECT count(latency) AS n FROM {MEASUREMENT} WHERE {requests}"
-        " GROUP BY time(1d) fill(none)"
+def customers_query(
+    customer_id: str | None, first: date, last: date, *, limit: int, offset: int
+) -> Query[list[tuple[str, int]]]:
+    """Each customer's requests on first..last, a page of customers in id order (a key bound
+    to one customer: only that one). The days bound what InfluxDB has to count."""
+    where = customer_where(customer_id, first, last)
+    statement = (
+        f"SELECT count(latency) AS total FROM {MEASUREMENT} WHERE {where}"
+        f" GROUP BY customer_id SLIMIT {int(limit)} SOFFSET {int(offset)}"
     )
 
+    def parse(answer: Sequence[Statement]) -> list[tuple[str, int]]:
+        return sorted(
+            (series["tags"]["customer_id"], int(series["values"][0][1]))
+            for series in answer[0]
+            if series.get("values")
+        )
 
-def rollup_days(
-    statements: list[list[dict[str, Any]]], *, failure_status: int
-) -> tuple[list[DayStats], list[date]]:
-    """From rollup_query's answer (epoch=s): the days whose rollup covers exactly the requests
-    the day has now, and the days with requests whose rollup is missing or behind (a late
-    line since its build; a build racing a write): those need the requests themselves.
-    Days in neither list have no requests.
-
-    A rollup counts only when its total (from the same statement as its latencies) equals
-    the requests counted now and its counts by status class add up to it: points are only
-    ever added, so equal counts mean the very same points, whoever wrote them, marks or not.
-    Failures come from the class counts, so the threshold must be a class boundary (e.g.
-    500, not 450); the caller asks the requests otherwise."""
-    rollups: dict[int, dict[str, Any]] = {}
-    by_class: dict[int, dict[str, int]] = {}
-    for series in statements[0] if statements else []:
-        status_class = series.get("tags", {}).get("status_class", "")
-        for epoch, row in rows_by_time([series]).items():
-            if not status_class:
-                rollups[epoch] = row
-            elif row.get("n") is not None:
-                by_class.setdefault(epoch, {})[status_class] = int(row["n"])
-    current, behind = [], []
-    for epoch, now in rows_by_time(statements[1] if len(statements) > 1 else []).items():
-        row, counts = rollups.get(epoch, {}), by_class.get(epoch, {})
-        total = int(now["n"])
-        if row.get("total") == total == sum(counts.values()) and row.get("median") is not None:
-            failed = sum(n for name, n in counts.items() if _class_fails(name, failure_status))
-            current.append(_day(epoch, total, failed, row))
-        else:
-            behind.append(epoch_date(epoch))
-    return current, behind
+    return Query((statement,), parse)

@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import hmac
+from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass
+from typing import TypeVar
+
+from fastapi import HTTPException
 
 from logpipe.errors import ConfigError
 from logpipe.schema import is_valid_customer_id
+
+T = TypeVar("T")
 
 MIN_KEY_LENGTH = 16
 
@@ -63,3 +70,39 @@ def find_key(keys: list[ApiKey], presented: str) -> ApiKey | None:
         if hmac.compare_digest(key.secret, candidate):
             found = key
     return found
+
+
+class PerCaller:
+    """At most `limit` computations (answers not in the cache) in flight per caller: one API
+    key (or, without keys, one client address) cannot hold every query slot of a worker
+    while others wait. A caller over the limit waits up to `patience` seconds for one of
+    its own to finish, then gets a 429. Holds an entry only per caller with something in
+    flight or waiting."""
+
+    def __init__(self, limit: int, *, patience: float) -> None:
+        self._limit = limit
+        self._patience = patience
+        self._held: dict[Hashable, tuple[asyncio.Semaphore, list[int]]] = {}
+
+    async def run(self, caller: Hashable, work: Callable[[], Awaitable[T]]) -> T:
+        """`work()`, once the caller has fewer than `limit` others in flight."""
+        slots, users = self._held.setdefault(caller, (asyncio.Semaphore(self._limit), [0]))
+        users[0] += 1
+        try:
+            try:
+                await asyncio.wait_for(slots.acquire(), self._patience)
+            except asyncio.TimeoutError:
+                raise HTTPException(
+                    429,
+                    f"this caller already has {self._limit} uncached queries running;"
+                    " try again shortly",
+                    {"Retry-After": "1"},
+                ) from None
+            try:
+                return await work()
+            finally:
+                slots.release()
+        finally:
+            users[0] -= 1
+            if not users[0]:
+                del self._held[caller]

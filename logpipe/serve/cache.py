@@ -1,30 +1,40 @@
-"""An in-process TTL cache of computed answers, with request coalescing: concurrent requests
-for the same key share one computation (one InfluxDB query).
+"""The API's two caches, each with its bound stated here and nowhere else.
 
-An answer is fresh for `ttl` seconds (less its age, for one that arrives already old). For
-another `ttl` seconds it may still be served while one refresh runs in the background
-(stale-while-revalidate), so expiry never sends every waiting client to InfluxDB at once;
-after that a request waits for a new answer.
+- ResponseCache: whole rendered answers, in front of FastAPI's routing. Fresh for `ttl`
+  seconds from the moment their computation began, then served for another `ttl` while one
+  refresh runs: an answer is never older than 2 * ttl (LOGPIPE_CACHE_TTL). At most
+  `max_entries` answers and as many learned requests. What it saves: under the API
+  benchmark's load, FastAPI's routing, dependency injection and validation took ~90 % of a
+  worker's time (py-spy), and InfluxDB's time for repeated questions.
+- ClosedDays: the statistics of closed days (see stats.py), by customer and day, kept `ttl`
+  seconds (LOGPIPE_HISTORY_CACHE_TTL): closed days change only by a backfill, so a refresh
+  of an answer asks InfluxDB for the live days only. At most `max_entries` days.
 
-Below them: HistoryCache, per-day statistics of closed days, and SharedFile, a value the
-worker processes of one server share.
+Each worker process has its own; nothing is shared between processes (every answer comes
+from this worker's own queries, so workers can only differ by the staleness above).
 """
 
 from __future__ import annotations
 
 import asyncio
-import fcntl
-import json
-import os
 import random
 import time
-from collections.abc import Awaitable, Callable, Hashable, Iterator
-from contextlib import contextmanager, suppress
+from collections.abc import Awaitable, Callable, Hashable, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Generic, TypeVar
+from datetime import date
+from typing import Any, NamedTuple
 
-T = TypeVar("T")
+from starlette.requests import Request
+
+from logpipe.serve.auth import ApiKey, bearer_secret, find_key
+from logpipe.serve.metrics import CACHE_LOOKUPS
+from logpipe.stats import DayStats
+
+Answer = tuple[int, bytes]
+"""A rendered answer: HTTP status and JSON body."""
+MAX_QUERY_BYTES = 256
+"""Longer query strings are not learned: FastAPI ignores unknown parameters, so a client
+could otherwise fill the table with padding (uvicorn accepts 64 KiB)."""
 
 
 def drop_oldest(entries: dict[Any, Any], limit: int) -> None:
@@ -33,46 +43,62 @@ def drop_oldest(entries: dict[Any, Any], limit: int) -> None:
         del entries[next(iter(entries))]
 
 
-def _lifetime(ttl: float, jitter: float) -> float:
-    # Up to `jitter` shorter than the TTL, never longer: entries filled together do not all
-    # expire (and send their refreshes to InfluxDB) in the same instant.
-    return ttl * (1 - jitter * random.random())
-
-
 @dataclass
-class _Entry(Generic[T]):
-    task: asyncio.Future[T]
+class _Entry:
+    task: asyncio.Future[Answer]
     """The answer, or its computation while it runs."""
     fresh_until: float = float("inf")
-    refresh: asyncio.Future[T] | None = field(default=None)
+    refresh: asyncio.Future[Answer] | None = field(default=None)
 
 
-class TTLCache(Generic[T]):
-    """Failures are never kept. A `ttl` of 0 turns caching and coalescing off."""
+class _Learned(NamedTuple):
+    key: Hashable
+    """The answer's key."""
+    customer_id: str | None
+    """Whom the answer is about (None: all customers, for admin keys only)."""
+    route: Any
+    """FastAPI's route, for the metrics' route label."""
+
+
+class ResponseCache:
+    """Rendered answers by key, with one computation per key at a time (concurrent requests
+    share it), and a front door: an ASGI middleware (`around`) that answers a request it
+    has seen validated before, by its exact path and query string and the day it was asked
+    on, while that answer is fresh, after the same access check FastAPI's route makes.
+    Everything else (a new request, a stale answer due for a refresh, a caller to refuse)
+    goes on to FastAPI, so the two paths cannot disagree. Failures are never kept; a `ttl`
+    of 0 turns caching and sharing off."""
 
     def __init__(
         self,
         ttl: float,
         *,
+        keys: list[ApiKey] | None,
+        today: Callable[[], date],
+        cache_control: str,
         max_entries: int = 10_000,
         jitter: float = 0.2,
         clock: Callable[[], float] = time.monotonic,
-        age: Callable[[T], float] | None = None,
     ) -> None:
-        """`age`, when given, tells how old a computed answer already is (one read from
-        another worker's file, say): it is fresh for that much less."""
+        """`jitter`: lifetimes are up to that fraction shorter than `ttl`, never longer, so
+        answers computed together do not all send their refreshes in the same instant."""
         self.ttl = ttl
+        self._keys = keys
+        self._today = today
+        self._headers = [
+            (b"content-type", b"application/json"),
+            (b"cache-control", cache_control.encode()),
+        ]
         self._max_entries = max_entries
         self._jitter = jitter
         self._clock = clock
-        self._age = age
-        self._entries: dict[Hashable, _Entry[T]] = {}
+        self._entries: dict[Hashable, _Entry] = {}
+        self._learned: dict[tuple[str, str, bytes, date], _Learned] = {}
+        self._app: Any = None
 
-    def _fresh_until(self, answer: T) -> float:
-        born = self._clock() - (self._age(answer) if self._age else 0.0)
-        return born + _lifetime(self.ttl, self._jitter)
-
-    async def get(self, key: Hashable, compute: Callable[[], Awaitable[T]]) -> tuple[T, bool]:
+    async def get(
+        self, key: Hashable, compute: Callable[[], Awaitable[Answer]]
+    ) -> tuple[Answer, bool]:
         """(answer, True if no computation was started for this request)."""
         if self.ttl <= 0:
             return await compute(), False
@@ -92,7 +118,7 @@ class TTLCache(Generic[T]):
         drop_oldest(self._entries, self._max_entries)
         return await asyncio.shield(entry.task), False
 
-    def fresh(self, key: Hashable) -> T | None:
+    def fresh(self, key: Hashable) -> Answer | None:
         """The answer kept for `key` if it is computed and fresh, without computing anything."""
         entry = self._entries.get(key)
         if entry is None or not entry.task.done() or self._clock() >= entry.fresh_until:
@@ -100,19 +126,24 @@ class TTLCache(Generic[T]):
         return entry.task.result()
 
     def _start(
-        self, key: Hashable, stale: _Entry[T] | None, compute: Callable[[], Awaitable[T]]
-    ) -> asyncio.Future[T]:
+        self, key: Hashable, stale: _Entry | None, compute: Callable[[], Awaitable[Answer]]
+    ) -> asyncio.Future[Answer]:
+        started = self._clock()
         # A task of its own, so a client that goes away does not cancel it for the others.
         task = asyncio.ensure_future(compute())
-        task.add_done_callback(lambda done: self._settle(key, stale, done))
+        task.add_done_callback(lambda done: self._settle(key, stale, started, done))
         return task
 
-    def _settle(self, key: Hashable, stale: _Entry[T] | None, task: asyncio.Future[T]) -> None:
+    def _settle(
+        self, key: Hashable, stale: _Entry | None, started: float, task: asyncio.Future[Answer]
+    ) -> None:
         failed = task.cancelled() or task.exception() is not None
+        # fresh from when the computation began: the points it read are at least that new
+        fresh_until = started + self.ttl * (1 - self._jitter * random.random())
         if stale is not None:  # a background refresh
             stale.refresh = None
             if not failed and self._entries.get(key) is stale:
-                stale.task, stale.fresh_until = task, self._fresh_until(task.result())
+                stale.task, stale.fresh_until = task, fresh_until
             return
         entry = self._entries.get(key)
         if entry is None or entry.task is not task:
@@ -120,151 +151,88 @@ class TTLCache(Generic[T]):
         if failed:
             del self._entries[key]
         else:
-            entry.fresh_until = self._fresh_until(task.result())
+            entry.fresh_until = fresh_until
+
+    # The front door.
+
+    def around(self, app: Any) -> ResponseCache:
+        """The middleware factory for `app.add_middleware`."""
+        self._app = app
+        return self
+
+    @staticmethod
+    def _request(scope: Mapping[str, Any], day: date) -> tuple[str, str, bytes, date]:
+        return scope.get("root_path", ""), scope["path"], scope["query_string"], day
+
+    def learn(self, request: Request, key: Hashable, customer_id: str | None, day: date) -> None:
+        """`request`, validated by FastAPI on `day` (the day its dates were read on), has
+        its answer kept under `key`."""
+        scope = request.scope
+        if self.ttl <= 0 or len(scope["query_string"]) > MAX_QUERY_BYTES:
+            return
+        self._learned[self._request(scope, day)] = _Learned(key, customer_id, scope.get("route"))
+        drop_oldest(self._learned, self._max_entries)
+
+    def _allowed(self, scope: Mapping[str, Any], customer_id: str | None) -> bool:
+        if self._keys is None:
+            return True
+        header = next((v for k, v in scope["headers"] if k == b"authorization"), b"")
+        secret = bearer_secret(header.decode("latin-1"))
+        key = find_key(self._keys, secret) if secret else None
+        return key is not None and key.may_see(customer_id)
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and scope["method"] == "GET":
+            learned = self._learned.get(self._request(scope, self._today()))
+            # The caller is checked before the answer is looked at: a refused one costs the
+            # same whether that answer is fresh or not.
+            if learned is not None and self._allowed(scope, learned.customer_id):
+                answer = self.fresh(learned.key)
+                if answer is not None:
+                    scope["route"] = learned.route
+                    CACHE_LOOKUPS.labels("hit").inc()
+                    status, body = answer
+                    length = (b"content-length", str(len(body)).encode())
+                    start = {"status": status, "headers": [length, *self._headers]}
+                    await send({"type": "http.response.start", **start})
+                    await send({"type": "http.response.body", "body": body})
+                    return
+        await self._app(scope, receive, send)
 
 
-class HistoryCache:
-    """Per-day statistics of days that no longer change in the normal course (before today,
-    or before yesterday just after midnight), kept `ttl` seconds.
-
-    Such days change only when old lines are ingested (a backfill), so a recomputation of
-    an answer asks InfluxDB only for the days this cache does not hold: usually today. A day
-    without requests is kept too (as None).
-    """
+class ClosedDays:
+    """The statistics of closed days by (customer or None, day); a day without requests is
+    kept too, as None. Entries of one answer expire together, `ttl` seconds after they were
+    asked for, so one query renews them."""
 
     def __init__(
         self,
         ttl: float,
         *,
         max_entries: int = 200_000,
-        jitter: float = 0.2,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.ttl = ttl
         self._max_entries = max_entries
-        self._jitter = jitter
         self._clock = clock
-        self._days: dict[Hashable, tuple[float, object]] = {}
+        self._days: dict[tuple[str | None, date], tuple[float, DayStats | None]] = {}
 
-    def known(self, scope: Hashable, days: list[Hashable]) -> dict[Hashable, object]:
-        """The days of `days` held and not expired, with their value."""
+    def known(self, customer_id: str | None, days: list[date]) -> dict[date, DayStats | None]:
+        """The days of `days` held and not expired, with their statistics."""
         now = self._clock()
         found = {}
         for day in days:
-            entry = self._days.get((scope, day))
+            entry = self._days.get((customer_id, day))
             if entry is not None and now < entry[0]:
                 found[day] = entry[1]
         return found
 
-    def keep(self, scope: Hashable, days: dict[Hashable, object]) -> None:
-        """Keep the days of one answer; they expire together, so one query renews them."""
+    def keep(
+        self, customer_id: str | None, days: dict[date, DayStats | None], asked: float
+    ) -> None:
+        """Keep the days of one answer, whose query was sent at `asked` (by the clock)."""
         if self.ttl <= 0:
             return
-        until = self._clock() + _lifetime(self.ttl, self._jitter)
-        for day, value in days.items():
-            self._days[(scope, day)] = (until, value)
+        for day, stats in days.items():
+            self._days[customer_id, day] = (asked + self.ttl, stats)
         drop_oldest(self._days, self._max_entries)
-
-
-class SharedFile:
-    """JSON values shared by the worker processes of `logpipe serve --workers N` through files
-    in one directory. The worker that finds a value older than `ttl` computes it again, under
-    a file lock, while the others wait for its file: N workers cost InfluxDB one query per
-    TTL, not N. (The kernel drops the lock of a worker that dies.)
-
-    A worker that waited takes the file the computing worker writes, however long its query
-    took; one that waits longer than `patience` (the other seems stuck) computes the value
-    itself. The clock is time.monotonic, which every process of a host shares and which
-    does not jump when the wall clock is set. Files not written for an hour (the spans of
-    days gone by) are removed by the next writer.
-    """
-
-    def __init__(
-        self,
-        directory: Path,
-        ttl: float,
-        *,
-        patience: float = 30.0,
-        clock: Callable[[], float] = time.monotonic,
-        poll: float = 0.02,
-    ) -> None:
-        self._directory = directory
-        self.ttl = ttl
-        self._patience = patience
-        self._clock = clock
-        self._poll = poll
-        self._parsed: dict[Path, tuple[tuple[int, int], tuple[float, Any]]] = {}
-
-    async def get(self, name: str, compute: Callable[[], Awaitable[Any]]) -> tuple[float, Any]:
-        """(when its computation began, by the clock; the value) of `name`: younger than
-        `ttl`, or the one that the worker computing it when this call began wrote."""
-        path = self._directory / f"{name}.json"
-        seen = self._read(path)
-        if seen is not None and self._clock() - seen[0] < self.ttl:
-            return seen
-        give_up = self._clock() + self._patience
-        while True:
-            with self._lock(name) as mine:
-                if mine:
-                    found = self._read(path)  # another may have written it meanwhile
-                    if found is not None and (seen is None or found[0] > seen[0]):
-                        return found
-                    return await self._compute(path, compute)
-            if self._clock() > give_up:
-                return await self._compute(path, compute)
-            await asyncio.sleep(self._poll)
-            found = self._read(path)
-            if found is not None and (seen is None or found[0] > seen[0]):
-                return found
-
-    @contextmanager
-    def _lock(self, name: str) -> Iterator[bool]:
-        """True while this process holds `name`'s lock; False when another one does."""
-        self._directory.mkdir(parents=True, exist_ok=True)  # a /tmp cleaner may remove it
-        with (self._directory / f"{name}.lock").open("w") as lock:  # closing unlocks
-            try:
-                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                yield False
-            else:
-                yield True
-
-    async def _compute(
-        self, path: Path, compute: Callable[[], Awaitable[Any]]
-    ) -> tuple[float, Any]:
-        written, value = self._clock(), await compute()
-        draft = path.with_suffix(f".{os.getpid()}")
-        try:
-            draft.write_text(json.dumps([written, value]))
-            draft.replace(path)  # readers see the old file or the new, never half of one
-        except OSError:  # a full disk, say: the others compute their own, and so on
-            with suppress(OSError):
-                draft.unlink(missing_ok=True)
-        else:
-            self._prune()
-        return written, value
-
-    def _read(self, path: Path) -> tuple[float, Any] | None:
-        """The file's (written, value), parsed only when the file is another than last time."""
-        try:
-            stat = path.stat()
-            stamp = (stat.st_ino, stat.st_mtime_ns)  # each write makes a new file (inode)
-            held = self._parsed.get(path)
-            if held is not None and held[0] == stamp:
-                return held[1]
-            written, value = json.loads(path.read_bytes())
-        except FileNotFoundError:
-            return None
-        except (ValueError, TypeError):  # a damaged file: as if there were none
-            return None
-        found = (float(written), value)
-        self._parsed[path] = (stamp, found)
-        return found
-
-    def _prune(self, unused: float = 3600.0) -> None:
-        cutoff = time.time() - unused  # file times are wall-clock times
-        for old in self._directory.iterdir():
-            with suppress(OSError):
-                if old.stat().st_mtime < cutoff:
-                    old.unlink()
-                    self._parsed.pop(old, None)
