@@ -31,3 +31,9 @@ class InfluxRejected(LogpipeError):
 
 class InfluxNotFound(LogpipeError):
     """No InfluxDB answers at the configured URL and none can be started here."""
+
+
+class StatePathError(LogpipeError):
+    """A file or directory of logpipe's own state cannot be used as it is: a symbolic link
+    where a file is written (never followed), something else where a directory goes, or
+    no permission."""

@@ -15,6 +15,7 @@ from pathlib import Path
 import httpx
 
 from logpipe.errors import InfluxNotFound, InfluxUnavailable
+from logpipe.private import open_private, private_dir
 
 _CONFIG = """\
 reporting-disabled = true
@@ -90,10 +91,11 @@ class LocalInfluxd:
         second child would hold the data directory, and the first one would be lost)."""
         if self._process is not None and self._process.poll() is None:
             return self
-        self.root.mkdir(parents=True, exist_ok=True)
+        private_dir(self.root)
         config = self.root / "influxdb.conf"
-        config.write_text(_CONFIG.format(root=self.root, port=self.port, rpc_port=free_port()))
-        with self.log_path.open("ab") as log:
+        with open_private(config, "w") as file:
+            file.write(_CONFIG.format(root=self.root, port=self.port, rpc_port=free_port()))
+        with open_private(self.log_path) as log:
             self._process = subprocess.Popen(
                 [self.binary, "-config", str(config)],
                 stdout=log,

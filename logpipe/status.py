@@ -8,13 +8,16 @@ import time
 from pathlib import Path
 from typing import Any
 
+from logpipe.private import open_private
+
 GENERATE_STATUS = "generate-status.json"
 PROCESS_STATUS = "process-status.json"
 
 
 def write_status(path: Path, values: dict[str, Any]) -> None:
     temporary = path.with_suffix(".tmp")
-    temporary.write_text(json.dumps({**values, "time": time.time()}))
+    with open_private(temporary, "w") as file:
+        file.write(json.dumps({**values, "time": time.time()}))
     temporary.replace(path)  # readers never see half a file
 
 

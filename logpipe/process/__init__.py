@@ -28,6 +28,7 @@ from bytewax.recovery import RecoveryConfig, init_db_dir
 from logpipe.config import Settings, redact_url
 from logpipe.errors import ConfigError, InputError
 from logpipe.influx import InfluxClient
+from logpipe.private import open_private, private_dir, refuse_link
 from logpipe.process.counters import Counters, StatusReporter
 from logpipe.process.formats import LineFormat
 from logpipe.process.parse import Chunk, Parsed, cut_line
@@ -107,9 +108,8 @@ def check_inputs(patterns: list[str], *, once: bool) -> None:
 def _recovery(settings: Settings) -> RecoveryConfig:
     """Bytewax's recovery store under the state dir, created by whichever process of a
     cluster gets there first."""
-    directory = settings.recovery_dir
-    directory.mkdir(parents=True, exist_ok=True)
-    with (settings.state_dir / "recovery.lock").open("w") as lock:
+    directory = private_dir(settings.recovery_dir)
+    with open_private(settings.state_dir / "recovery.lock") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if not any(directory.glob("part-*")):
             init_db_dir(directory, 1)
@@ -147,6 +147,7 @@ def run(
     if addresses is not None and process_id is not None and process_id >= len(addresses):
         raise ConfigError(f"--process-id {process_id} is not below the {len(addresses)} addresses")
     check_inputs(patterns, once=once)
+    refuse_link(settings.dead_letter_path)  # opened when the first line is rejected
     if patterns == [STDIN] and addresses is not None:
         raise ConfigError("--input - (standard input) is for one process, not a cluster")
     # a bad format setting fails here, before InfluxDB is asked anything

@@ -8,6 +8,7 @@ import time
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
+from logpipe.private import private_dir
 from logpipe.status import write_status
 
 log = logging.getLogger("logpipe.process")
@@ -74,7 +75,7 @@ class StatusReporter:
         self._thread = threading.Thread(target=self._run, name="logpipe-status", daemon=True)
 
     def __enter__(self) -> StatusReporter:
-        self._path.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(self._path.parent)
         self._thread.start()
         return self
 

@@ -22,6 +22,7 @@ from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition
 from logpipe.config import Settings
 from logpipe.errors import InfluxRejected, InfluxUnavailable, LogpipeError
 from logpipe.influx import InfluxClient
+from logpipe.private import open_private, private_dir
 from logpipe.process.counters import Counters
 from logpipe.process.parse import Parsed, Reject
 from logpipe.rollup import marker_lines, new_token
@@ -78,12 +79,12 @@ class DeadLetters:
                 self._file.write(_entry(reject) + "\n")
 
     def _open(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._file = self.path.open("a", encoding="utf-8")
-        with self.path.open("rb") as f:
-            start = max(0, f.seek(0, os.SEEK_END) - RECENT_BYTES)
-            f.seek(start)
-            tail = f.read()
+        private_dir(self.path.parent)
+        self._file = open_private(self.path, "a+")  # a link there is refused, not followed
+        descriptor = self._file.fileno()
+        end = os.fstat(descriptor).st_size
+        start = max(0, end - RECENT_BYTES)
+        tail = os.pread(descriptor, end - start, start)
         if tail and not tail.endswith(b"\n"):
             self._file.write("\n")  # a crash cut the last entry: the next starts a new line
         lines = tail.split(b"\n")

@@ -23,6 +23,7 @@ from logpipe.config import Settings, default_data_dir, redact_url
 from logpipe.errors import InfluxNotFound, InfluxUnavailable
 from logpipe.influx import InfluxClient
 from logpipe.influxd import LocalInfluxd, find_influxd, stop_process
+from logpipe.private import open_private, private_dir
 from logpipe.run_all.view import Snapshot, Watcher, one_line, render
 from logpipe.status import GENERATE_STATUS, PROCESS_STATUS
 
@@ -48,7 +49,7 @@ class Child:
     def __init__(self, name: str, args: list[str], *, env: dict[str, str], log_dir: Path):
         self.name = name
         self.log_path = log_dir / f"{name}.log"
-        with self.log_path.open("ab") as log:
+        with open_private(self.log_path) as log:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "logpipe", *args],
                 stdout=log,
@@ -123,10 +124,9 @@ def run(
 ) -> int:
     """Run until Ctrl-C or SIGTERM (exit code 0) or until a child dies (exit code 1)."""
     console = console or Console(stderr=True)
-    log_dir = settings.state_dir / "logs"
-    log_dir.mkdir(parents=True, exist_ok=True)
+    log_dir = private_dir(settings.state_dir / "logs")
     log_file = options.log_file or settings.state_dir / "api_requests.log"
-    log_file.touch()
+    log_file.touch()  # the generator's, read by the processor: made as `generate` makes it
     for stale in (GENERATE_STATUS, PROCESS_STATUS):
         (settings.state_dir / stale).unlink(missing_ok=True)
     signal.signal(signal.SIGTERM, signal.default_int_handler)  # SIGTERM stops like Ctrl-C
