@@ -61,6 +61,11 @@ def _check(response: httpx.Response, what: str) -> None:
     raise InfluxRejected(message, status_code=response.status_code)
 
 
+def _version(ping: httpx.Response) -> str:
+    """The server's version, from the answer to /ping."""
+    return str(ping.headers.get("X-Influxdb-Version", "unknown"))
+
+
 def _unavailable(exc: httpx.HTTPError, url: str) -> InfluxUnavailable:
     """The error to show, log and retry on; `url` is shown without its password."""
     kind = "timed out" if isinstance(exc, httpx.TimeoutException) else "is unreachable"
@@ -105,8 +110,7 @@ class InfluxClient:
 
     def ping(self) -> str:
         """The server's version; raises InfluxUnavailable when nothing answers."""
-        response = self._send("GET", "/ping", "ping")
-        return response.headers.get("X-Influxdb-Version", "unknown")
+        return _version(self._send("GET", "/ping", "ping"))
 
     def write(self, body: bytes) -> None:
         """Write line protocol (nanosecond timestamps). A 400 is InfluxRejected."""
@@ -188,5 +192,4 @@ class AsyncInfluxClient:
         return _lists_database(await self.query("SHOW DATABASES"), self.database)
 
     async def ping(self) -> str:
-        response = await self._send("/ping", "ping")
-        return response.headers.get("X-Influxdb-Version", "unknown")
+        return _version(await self._send("/ping", "ping"))

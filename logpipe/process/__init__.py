@@ -112,8 +112,8 @@ def _recovery(settings: Settings) -> RecoveryConfig:
     with open_private(settings.state_dir / "recovery.lock") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if not any(directory.glob("part-*")):
-            init_db_dir(directory, 1)
-    return RecoveryConfig(directory)
+            init_db_dir(directory, 1)  # type: ignore[no-untyped-call]  # bytewax: no hints
+    return RecoveryConfig(directory)  # type: ignore[no-untyped-call]  # bytewax: no hints
 
 
 def _interrupted(exc: BytewaxRuntimeError) -> bool:
@@ -181,7 +181,7 @@ def run(
     status_name = PROCESS_STATUS if process_id is None else f"process-{process_id}.json"
     with StatusReporter(counters, settings.state_dir / status_name):
         try:
-            cli_main(
+            cli_main(  # type: ignore[no-untyped-call]  # bytewax's Rust entry point: no hints
                 flow,
                 workers_per_process=settings.workers,
                 process_id=process_id,
