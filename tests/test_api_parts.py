@@ -1,22 +1,20 @@
-"""The API's parts without a server: API keys, the coalescing TTL cache, the file workers
-share."""
+"""The API's parts without a server: API keys, the per-caller limit, the response cache and
+the closed days' cache."""
 
 from __future__ import annotations
 
 import asyncio
-import multiprocessing
-import os
-import time
-from datetime import datetime, timezone
-from pathlib import Path
+from datetime import date, datetime, timezone
 
 import httpx
 import pytest
+from fastapi import HTTPException
 
 from logpipe.config import load_settings
 from logpipe.errors import ConfigError
-from logpipe.serve.auth import find_key, parse_api_keys
-from logpipe.serve.cache import HistoryCache, SharedFile, TTLCache
+from logpipe.serve.auth import PerCaller, find_key, parse_api_keys
+from logpipe.serve.cache import ClosedDays, ResponseCache
+from logpipe.stats import DayStats
 from tests.conftest import running_api
 
 ADMIN_KEY = "admin-0123456789abcdef"
@@ -30,6 +28,9 @@ def test_api_keys_admin_and_scoped():
     assert find_key(keys, ACME_KEY[:-1]) is None
     assert find_key(keys, "") is None
     assert ADMIN_KEY not in repr(keys)
+    assert find_key(keys, ADMIN_KEY).may_see("anyone") and find_key(keys, ADMIN_KEY).may_see(None)
+    acme = find_key(keys, ACME_KEY)
+    assert acme.may_see("acme-corp.eu") and not acme.may_see("other") and not acme.may_see(None)
 
 
 @pytest.mark.parametrize(
@@ -39,11 +40,88 @@ def test_api_keys_admin_and_scoped():
         ("0123456789abcdefgh", "at least 16"),  # no scope
         ("0123456789abcdefgh=bad/id", "not a customer id"),
         (" , ", "names no key"),
+        ("", "names no key"),
     ],
 )
 def test_bad_api_keys_setting(text, message):
     with pytest.raises(ConfigError, match=message):
         parse_api_keys(text)
+
+
+# -- PerCaller -----------------------------------------------------------------------------
+
+
+def test_a_caller_over_its_limit_waits_for_its_own_query_to_finish():
+    async def main():
+        limiter = PerCaller(1, patience=60)
+        release = asyncio.Event()
+
+        async def slow():
+            await release.wait()
+            return "first"
+
+        async def quick():
+            return "second"
+
+        first = asyncio.ensure_future(limiter.run("acme", slow))
+        await asyncio.sleep(0)
+        second = asyncio.ensure_future(limiter.run("acme", quick))
+        await asyncio.sleep(0.01)
+        waited = not second.done()
+        release.set()
+        return waited, await first, await second, dict(limiter._held)
+
+    assert asyncio.run(main()) == (True, "first", "second", {})
+
+
+def test_a_caller_over_its_limit_gets_a_429_after_its_patience_while_others_run():
+    async def main():
+        limiter = PerCaller(1, patience=0.05)
+        release = asyncio.Event()
+
+        async def slow():
+            await release.wait()
+            return "slow"
+
+        async def quick():
+            return "quick"
+
+        first = asyncio.ensure_future(limiter.run("acme", slow))
+        await asyncio.sleep(0)
+        assert await limiter.run("other", quick) == "quick"  # another caller is not held up
+        with pytest.raises(HTTPException) as refused:
+            await limiter.run("acme", quick)
+        assert refused.value.status_code == 429
+        assert refused.value.headers == {"Retry-After": "1"}
+        assert list(limiter._held) == ["acme"]  # only the caller with something in flight
+        release.set()
+        assert await first == "slow"
+        assert limiter._held == {}  # nothing in flight: nothing held
+        assert await limiter.run("acme", quick) == "quick"  # its slot was given back
+        assert limiter._held == {}
+
+    asyncio.run(main())
+
+
+def test_a_failing_computation_gives_its_slot_back():
+    async def main():
+        limiter = PerCaller(1, patience=0.05)
+
+        async def failing():
+            raise RuntimeError("InfluxDB down")
+
+        async def quick():
+            return "quick"
+
+        with pytest.raises(RuntimeError):
+            await limiter.run("acme", failing)
+        assert limiter._held == {}
+        return await limiter.run("acme", quick)
+
+    assert asyncio.run(main()) == "quick"
+
+
+# -- ResponseCache -------------------------------------------------------------------------
 
 
 class Clock:
@@ -54,21 +132,27 @@ class Clock:
         return self.now
 
 
+def _cache(ttl: float, **options) -> ResponseCache:
+    return ResponseCache(
+        ttl, keys=None, today=lambda: date(2026, 10, 1), cache_control="max-age=5", **options
+    )
+
+
 def test_concurrent_identical_requests_share_one_computation():
     calls = []
 
     async def compute():
         calls.append(1)
         await asyncio.sleep(0.05)
-        return "answer"
+        return (200, b"answer")
 
     async def main():
-        cache = TTLCache(5.0)
+        cache = _cache(5.0)
         return await asyncio.gather(*(cache.get("k", compute) for _ in range(100)))
 
     results = asyncio.run(main())
     assert len(calls) == 1
-    assert [value for value, _ in results] == ["answer"] * 100
+    assert [answer for answer, _ in results] == [(200, b"answer")] * 100
     assert sum(hit for _, hit in results) == 99
 
 
@@ -82,22 +166,64 @@ def test_stale_answers_are_served_while_one_refresh_runs_then_expire():
         return len(calls)
 
     async def main():
-        cache = TTLCache(5.0, clock=clock, jitter=0)
+        cache = _cache(5.0, clock=clock, jitter=0)
         seen = [await cache.get("k", compute)]
         clock.now = 4.9
         seen.append(await cache.get("k", compute))  # fresh
-        clock.now = 5.1
+        clock.now = 5.0
         seen.append(await cache.get("k", compute))  # stale, refresh starts
         seen.append(await cache.get("k", compute))  # stale, refresh already running
         await asyncio.sleep(0.01)
-        seen.append(await cache.get("k", compute))  # the refreshed answer
-        clock.now = 30.0
+        seen.append(await cache.get("k", compute))  # the refreshed answer, fresh from 5.0
+        clock.now = 19.9  # more than 2 * ttl after the refresh began
         seen.append(await cache.get("k", compute))  # too old to serve: wait for a new one
         return seen
 
     assert asyncio.run(main()) == [(1, False), (1, True), (1, True), (1, True), (2, True),
                                    (3, False)]  # fmt: skip
     assert len(calls) == 3
+
+
+def test_an_answer_is_never_served_2_ttl_after_its_computation_began():
+    clock = Clock()
+    calls = []
+
+    async def compute():
+        calls.append(1)
+        return len(calls)
+
+    async def main():
+        cache = _cache(5.0, clock=clock, jitter=0)
+        await cache.get("a", compute)
+        await cache.get("b", compute)
+        clock.now = 9.99
+        stale = await cache.get("a", compute)  # served; a refresh starts
+        clock.now = 10.0
+        expired = await cache.get("b", compute)  # not served: computed again
+        return stale, expired
+
+    assert asyncio.run(main()) == ((1, True), (4, False))  # 3: the refresh of "a"
+
+
+def test_freshness_counts_from_when_the_computation_began():
+    clock = Clock()
+    calls = []
+
+    async def slow():
+        calls.append(clock.now)
+        await asyncio.sleep(0)
+        clock.now += 6.0  # the query took longer than the ttl
+        return len(calls)
+
+    async def main():
+        cache = _cache(5.0, clock=clock, jitter=0)
+        first = await cache.get("k", slow)
+        fresh = cache.fresh("k")  # at 6.0: its points were read from 0.0 on
+        again = await cache.get("k", slow)  # stale: served, refreshed
+        return first, fresh, again
+
+    assert asyncio.run(main()) == ((1, False), None, (1, True))
+    assert calls == [0.0, 6.0]
 
 
 def test_fresh_gives_only_a_computed_answer_within_its_ttl():
@@ -112,7 +238,7 @@ def test_fresh_gives_only_a_computed_answer_within_its_ttl():
         raise RuntimeError("InfluxDB down")
 
     async def main():
-        cache = TTLCache(5.0, clock=clock, jitter=0)
+        cache = _cache(5.0, clock=clock, jitter=0)
         assert cache.fresh("k") is None  # never asked
         waiting = asyncio.ensure_future(cache.get("k", compute))
         await asyncio.sleep(0)
@@ -140,7 +266,7 @@ def test_fresh_gives_a_refreshed_answer_once_its_refresh_is_done():
         return next(answers)
 
     async def main():
-        cache = TTLCache(5.0, clock=clock, jitter=0)
+        cache = _cache(5.0, clock=clock, jitter=0)
         await cache.get("k", compute)
         clock.now = 6.0
         served, _ = await cache.get("k", compute)  # stale: served, refresh started
@@ -157,29 +283,57 @@ def test_failures_are_not_kept_and_ttl_0_turns_the_cache_off():
 
     async def failing():
         calls.append(1)
+        await asyncio.sleep(0)
         raise RuntimeError("InfluxDB down")
 
+    async def value():
+        calls.append(1)
+        return 1
+
     async def main():
-        cache = TTLCache(5.0)
-        for _ in range(2):
-            with pytest.raises(RuntimeError):
-                await cache.get("k", failing)
-        off = TTLCache(0)
+        cache = _cache(5.0)
+        together = await asyncio.gather(
+            cache.get("k", failing), cache.get("k", failing), return_exceptions=True
+        )
+        assert [type(error) for error in together] == [RuntimeError] * 2  # one shared failure
+        with pytest.raises(RuntimeError):
+            await cache.get("k", failing)  # not kept: tried again
+        off = _cache(0)
+        seen = [await off.get("k", value), await off.get("k", value)]
+        return seen, off.fresh("k")
 
-        async def value():
-            calls.append(1)
-            return 1
-
-        await off.get("k", value)
-        await off.get("k", value)
-
-    asyncio.run(main())
+    assert asyncio.run(main()) == ([(1, False), (1, False)], None)
     assert len(calls) == 4
+
+
+def test_a_failed_refresh_keeps_the_stale_answer_and_is_tried_again():
+    clock = Clock()
+    outcomes = iter(["first", RuntimeError("InfluxDB down"), "third"])
+
+    async def compute():
+        await asyncio.sleep(0)
+        outcome = next(outcomes)
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
+
+    async def main():
+        cache = _cache(5.0, clock=clock, jitter=0)
+        await cache.get("k", compute)
+        clock.now = 6.0
+        seen = [await cache.get("k", compute)]  # stale: refresh fails in the background
+        await asyncio.sleep(0.01)
+        seen.append(await cache.get("k", compute))  # still the stale one; a new refresh
+        await asyncio.sleep(0.01)
+        seen.append(await cache.get("k", compute))
+        return seen
+
+    assert asyncio.run(main()) == [("first", True), ("first", True), ("third", True)]
 
 
 def test_a_waiter_that_goes_away_does_not_cancel_the_shared_computation():
     async def main():
-        cache = TTLCache(5.0)
+        cache = _cache(5.0)
         release = asyncio.Event()
 
         async def slow():
@@ -192,37 +346,29 @@ def test_a_waiter_that_goes_away_does_not_cancel_the_shared_computation():
         await asyncio.sleep(0)
         leader.cancel()
         release.set()
-        return await follower
+        shared = await follower
+        return shared, cache.fresh("k")
+
+    assert asyncio.run(main()) == (("done", True), "done")
+
+
+def test_the_only_waiter_going_away_leaves_the_answer_for_the_next_request():
+    calls = []
+
+    async def slow():
+        calls.append(1)
+        await asyncio.sleep(0.01)
+        return "done"
+
+    async def main():
+        cache = _cache(5.0)
+        alone = asyncio.ensure_future(cache.get("k", slow))
+        await asyncio.sleep(0)
+        alone.cancel()
+        return await cache.get("k", slow)
 
     assert asyncio.run(main()) == ("done", True)
-
-
-def test_history_cache_keeps_days_until_their_ttl():
-    clock = Clock()
-    history = HistoryCache(300, clock=clock, jitter=0)
-    history.keep("acme", {"2026-10-01": "stats", "2026-10-02": None})  # None: no requests
-    assert history.known("acme", ["2026-10-01", "2026-10-02", "2026-10-03"]) == {
-        "2026-10-01": "stats",
-        "2026-10-02": None,
-    }
-    assert history.known("other", ["2026-10-01"]) == {}
-    clock.now = 300.1
-    assert history.known("acme", ["2026-10-01"]) == {}
-    off = HistoryCache(0)
-    off.keep("acme", {"2026-10-01": "stats"})
-    assert off.known("acme", ["2026-10-01"]) == {}
-
-
-def test_customers_kept_together_expire_apart_and_each_one_s_days_together():
-    clock = Clock()
-    history = HistoryCache(300, clock=clock)
-    for customer in range(100):
-        history.keep(customer, {"2026-10-01": 1, "2026-10-02": 2})
-    clock.now = 270.0  # 10 % short of the TTL: about half have expired, each whole
-    held = [len(history.known(customer, ["2026-10-01", "2026-10-02"])) for customer in range(100)]
-    assert set(held) == {0, 2} and 20 < held.count(2) < 80
-    clock.now = 300.0
-    assert all(not history.known(customer, ["2026-10-01"]) for customer in range(100))
+    assert len(calls) == 1
 
 
 def test_lifetimes_are_jittered_below_the_ttl():
@@ -232,7 +378,7 @@ def test_lifetimes_are_jittered_below_the_ttl():
         return 1
 
     async def main():
-        cache = TTLCache(5.0, clock=clock)
+        cache = _cache(5.0, clock=clock)
         for key in range(200):
             await cache.get(key, compute)
         return [entry.fresh_until for entry in cache._entries.values()]
@@ -241,134 +387,61 @@ def test_lifetimes_are_jittered_below_the_ttl():
     assert all(4.0 <= t <= 5.0 for t in lifetimes) and len(set(lifetimes)) > 100
 
 
-def test_an_answer_that_arrives_already_old_is_fresh_for_less():
-    clock = Clock()
-
-    async def compute():
-        return ("answer", 3.0)  # e.g. read from a file another worker wrote 3 s ago
-
-    async def main():
-        cache = TTLCache(5.0, clock=clock, jitter=0, age=lambda answer: answer[1])
-        await cache.get("k", compute)
-        return cache._entries["k"].fresh_until
-
-    assert asyncio.run(main()) == 2.0
-
-
-def test_workers_sharing_a_directory_compute_once_per_ttl(tmp_path):
-    clock = Clock()
+def test_the_oldest_answers_are_dropped_beyond_max_entries():
     calls = []
 
     async def compute():
-        calls.append(clock.now)
-        await asyncio.sleep(0.05)  # the other worker asks meanwhile, and waits for the file
-        return {"figures": len(calls)}
-
-    async def main():
-        one, two = (SharedFile(tmp_path, 5.0, clock=clock, poll=0.005) for _ in range(2))
-        together = await asyncio.gather(one.get("recent", compute), two.get("recent", compute))
-        clock.now = 4.9
-        still = await two.get("recent", compute)
-        clock.now = 5.0
-        renewed = await two.get("recent", compute)
-        return together, still, renewed
-
-    together, still, renewed = asyncio.run(main())
-    assert together == [(0.0, {"figures": 1})] * 2
-    assert still == (0.0, {"figures": 1})
-    assert renewed == (5.0, {"figures": 2})
-    assert calls == [0.0, 5.0]
-
-
-def test_a_failed_computation_leaves_the_next_worker_free_to_try(tmp_path):
-    async def fails():
-        raise RuntimeError("InfluxDB down")
-
-    async def works():
-        return [1, 2]
-
-    async def main():
-        one, two = SharedFile(tmp_path, 5.0), SharedFile(tmp_path, 5.0)
-        with pytest.raises(RuntimeError):
-            await one.get("recent", fails)
-        return await two.get("recent", works)
-
-    assert asyncio.run(main())[1] == [1, 2]
-
-
-def test_a_worker_that_waited_takes_the_file_even_when_the_query_outlasted_the_ttl(tmp_path):
-    calls = []
-
-    async def slow():
         calls.append(1)
-        await asyncio.sleep(0.2)  # four TTLs
-        return "figures"
+        return len(calls)
 
     async def main():
-        one, two = (SharedFile(tmp_path, 0.05, poll=0.005) for _ in range(2))
-        return await asyncio.gather(one.get("recent", slow), two.get("recent", slow))
+        cache = _cache(5.0, max_entries=2)
+        for key in ("a", "b", "c"):
+            await cache.get(key, compute)
+        kept = [cache.fresh(key) for key in ("a", "b", "c")]
+        again = await cache.get("a", compute)  # dropped: computed again, and "b" goes
+        return kept, again, cache.fresh("b"), len(cache._entries)
 
-    first, second = asyncio.run(main())
-    assert first == second and first[1] == "figures" and calls == [1]
-
-
-def test_a_worker_stops_waiting_for_a_stuck_one_after_its_patience(tmp_path):
-    async def never():
-        await asyncio.Event().wait()
-
-    async def mine():
-        return "own"
-
-    async def main():
-        stuck = asyncio.ensure_future(SharedFile(tmp_path, 5.0).get("recent", never))
-        await asyncio.sleep(0.02)  # it holds the lock now
-        started = time.monotonic()
-        found = await SharedFile(tmp_path, 5.0, patience=0.1, poll=0.01).get("recent", mine)
-        stuck.cancel()
-        return found, time.monotonic() - started
-
-    (_, value), waited = asyncio.run(main())
-    assert value == "own" and waited >= 0.1
+    assert asyncio.run(main()) == ([None, 2, 3], (4, False), None, 2)
 
 
-def test_a_damaged_file_is_computed_again(tmp_path):
-    (tmp_path / "recent.json").write_text('{"half": ')
+# -- ClosedDays ----------------------------------------------------------------------------
 
-    async def compute():
-        return [1]
-
-    assert asyncio.run(SharedFile(tmp_path, 5.0).get("recent", compute))[1] == [1]
-    assert asyncio.run(SharedFile(tmp_path, 5.0).get("recent", compute))[1] == [1]
+OCT1, OCT2, OCT3 = date(2026, 10, 1), date(2026, 10, 2), date(2026, 10, 3)
+STATS = DayStats(OCT1, 4, 3, 1, 75.0, 0.5, 0.4, 0.9)
 
 
-def _worker_process(directory: str, calls: str, start_at: float, out) -> None:
-    async def compute():
-        with open(calls, "a") as log:
-            log.write(f"{os.getpid()}\n")
-        await asyncio.sleep(0.3)
-        return {"computed_by": os.getpid()}
+def test_closed_days_are_kept_until_ttl_after_they_were_asked_for():
+    clock = Clock()
+    closed = ClosedDays(300, clock=clock)
+    clock.now = 50.0  # the answer arrives well after its query was sent, at 10.0
+    closed.keep("acme", {OCT1: STATS, OCT2: None}, asked=10.0)  # None: no requests
+    assert closed.known("acme", [OCT1, OCT2, OCT3]) == {OCT1: STATS, OCT2: None}
+    assert closed.known("other", [OCT1]) == {}
+    assert closed.known(None, [OCT1]) == {}  # all customers together are another entry
+    clock.now = 309.9
+    assert closed.known("acme", [OCT1, OCT2]) == {OCT1: STATS, OCT2: None}
+    clock.now = 310.0  # the days of one answer expire together
+    assert closed.known("acme", [OCT1, OCT2]) == {}
+    closed.keep("acme", {OCT1: STATS}, asked=310.0)  # asked again: renewed
+    assert closed.known("acme", [OCT1]) == {OCT1: STATS}
 
-    while time.time() < start_at:  # both processes ask at the same moment
-        time.sleep(0.001)
-    out.put(asyncio.run(SharedFile(Path(directory), 60.0).get("recent", compute))[1])
+
+def test_a_ttl_of_0_keeps_no_closed_day():
+    off = ClosedDays(0)
+    off.keep("acme", {OCT1: STATS}, asked=0.0)
+    assert off.known("acme", [OCT1]) == {}
 
 
-def test_two_processes_asking_at_once_cause_one_computation(tmp_path):
-    spawn = multiprocessing.get_context("spawn")
-    out = spawn.Queue()
-    calls = tmp_path / "calls"
-    start_at = time.time() + 2.0
-    workers = [
-        spawn.Process(target=_worker_process, args=(str(tmp_path), str(calls), start_at, out))
-        for _ in range(2)
-    ]
-    for worker in workers:
-        worker.start()
-    answers = [out.get(timeout=30) for _ in workers]
-    for worker in workers:
-        worker.join(10)
-    assert len(calls.read_text().splitlines()) == 1
-    assert answers[0] == answers[1]
+def test_closed_days_hold_at_most_max_entries_dropping_the_oldest():
+    closed = ClosedDays(300, max_entries=3, clock=Clock())
+    closed.keep("acme", {OCT1: STATS, OCT2: None}, asked=0.0)
+    closed.keep("other", {OCT1: None, OCT2: None}, asked=0.0)
+    assert closed.known("acme", [OCT1, OCT2]) == {OCT2: None}
+    assert closed.known("other", [OCT1, OCT2]) == {OCT1: None, OCT2: None}
+
+
+# -- the app against a made-up InfluxDB ----------------------------------------------------
 
 
 @pytest.mark.parametrize(("version", "reads_rollups"), [("1.6.7", True), ("2.7.10", False)])

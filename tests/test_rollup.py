@@ -3,8 +3,10 @@ processor and the API's reading of them, against a real influxd."""
 
 from __future__ import annotations
 
+import dataclasses
+import random
 import threading
-from datetime import datetime, timezone
+from datetime import date, datetime, timezone
 
 import pytest
 
@@ -12,20 +14,26 @@ from logpipe.errors import InfluxRejected
 from logpipe.influx import InfluxClient
 from logpipe.process.counters import Counters
 from logpipe.rollup import (
+    EVERYONE,
     DayState,
     Follower,
+    Rollup,
     Rollups,
-    behind,
+    Stored,
     build_query,
     covered_lines,
-    everyone_behind,
+    is_current,
     marker_lines,
+    marks_digest,
     marks_query,
     read_marks,
+    read_query,
     read_scan,
     scan_query,
     to_build,
+    to_check,
 )
+from logpipe.stats import DayStats
 from tests.conftest import (
     run_process,
     running_api,
@@ -45,8 +53,10 @@ def test_marks_are_one_point_per_customer_and_day_with_escaped_tags():
         f"requests_daily,customer_id=a dirty=42i {OCT1 + DAY}000000000",
         f"requests_daily,customer_id=b\\ c dirty=42i {OCT1}000000000",
     ]
-    assert covered_lines(OCT1, {"a": 42}) == [
-        f"requests_daily,customer_id=a covered=42i {OCT1}000000000"
+    digest = marks_digest({"a": 42})
+    assert covered_lines(OCT1, {"a": digest, EVERYONE: 7}) == [
+        f"requests_daily covered=7i {OCT1}000000000",  # all customers: no customer_id
+        f"requests_daily,customer_id=a covered={digest}i {OCT1}000000000",
     ]
 
 
@@ -66,6 +76,85 @@ def test_the_counters_give_the_first_day_written_since_they_were_last_asked():
     assert counters.take_written_from() == OCT1 + DAY
 
 
+# -- marks_digest and is_current: the one rule -----------------------------------------------
+
+
+def test_the_digest_of_marks_does_not_depend_on_their_order():
+    marks = {"a": 5, "b": 7, "c": 9}
+    assert marks_digest(marks) == marks_digest(dict(reversed(marks.items())))
+
+
+def test_the_digest_changes_when_any_mark_changes():
+    marks = {"a": 5, "b": 7, "c": 9}
+    digests = {marks_digest(marks), marks_digest({})}
+    for customer in marks:
+        digests.add(marks_digest({**marks, customer: marks[customer] + 1}))
+        digests.add(marks_digest({c: m for c, m in marks.items() if c != customer}))
+    digests.add(marks_digest({**marks, "d": 1}))
+    assert len(digests) == 9  # every one different
+
+
+def test_the_digest_changes_when_two_customers_get_the_same_new_mark():
+    # one write marks every customer-day it touches with the same token: an xor of the marks
+    # would cancel them out, and the write would go unseen
+    old, new = 12345, 67890
+    assert old ^ old == new ^ new
+    assert marks_digest({"a": old, "b": old}) != marks_digest({"a": new, "b": new})
+
+
+def test_the_digest_is_a_non_negative_influxdb_integer():
+    rng = random.Random(7)
+    for _ in range(1000):
+        marks = {f"c{n}": rng.getrandbits(62) + 1 for n in range(rng.randrange(4))}
+        assert 0 <= marks_digest(marks) < 2**62
+
+
+MARKS = {"a": 5, "b": 7}
+CURRENT = Rollup(
+    total=4,
+    latencies={"average": 0.5, "median": 0.4, "p99": 0.9},
+    by_class={"2xx": 2, "4xx": 1, "5xx": 1},
+    covered=marks_digest(MARKS),
+)
+
+
+def test_a_rollup_is_current_when_its_marks_counts_and_latencies_agree():
+    assert is_current(CURRENT, marks=MARKS, requests=4)
+
+
+@pytest.mark.parametrize(
+    ("rollup", "marks", "requests"),
+    [
+        pytest.param(Rollup(), MARKS, 4, id="never-built"),
+        pytest.param(dataclasses.replace(CURRENT, covered=None), MARKS, 4, id="not-covered"),
+        pytest.param(CURRENT, {**MARKS, "b": 8}, 4, id="a-mark-changed"),
+        pytest.param(CURRENT, {**MARKS, "c": 1}, 4, id="a-customer-marked-since"),
+        pytest.param(CURRENT, {"a": 5}, 4, id="a-mark-gone"),
+        pytest.param(CURRENT, MARKS, 5, id="more-requests-now"),
+        pytest.param(CURRENT, MARKS, 3, id="fewer-requests-now"),
+        pytest.param(dataclasses.replace(CURRENT, total=5), MARKS, 4, id="total-differs"),
+        pytest.param(
+            dataclasses.replace(CURRENT, by_class={"2xx": 2, "5xx": 1}), MARKS, 4,
+            id="classes-short",
+        ),
+        pytest.param(
+            dataclasses.replace(CURRENT, by_class={"2xx": 4, "5xx": 1}), MARKS, 4,
+            id="classes-over",
+        ),
+        pytest.param(
+            dataclasses.replace(CURRENT, latencies={"average": 0.5, "median": None, "p99": 0.9}),
+            MARKS, 4, id="no-median",
+        ),
+        pytest.param(dataclasses.replace(CURRENT, latencies={}), MARKS, 4, id="no-latencies"),
+    ],
+)  # fmt: skip
+def test_each_condition_alone_makes_a_rollup_not_current(rollup, marks, requests):
+    assert not is_current(rollup, marks=marks, requests=requests)
+
+
+# -- the scan and what the follower builds ---------------------------------------------------
+
+
 def _scan(rows: dict[str, list[list]]) -> list[dict]:
     """A scan_query answer: rows of (time, dirty, covered) per customer."""
     return [
@@ -75,16 +164,23 @@ def _scan(rows: dict[str, list[list]]) -> list[dict]:
     ]  # fmt: skip
 
 
+def _covers(customer: str, mark: int) -> int:
+    """The `covered` a build of the customer's day stores after reading `mark`."""
+    return marks_digest({customer: mark})
+
+
 def test_what_to_build_is_the_stale_customers_of_closed_days_that_stayed_quiet():
+    a5, b3 = _covers("a", 5), _covers("b", 3)
     days = read_scan(
         _scan(
             {
-                "a": [[OCT1, 5, 5], [OCT1 + DAY, 6, 5], [OCT1 + 2 * DAY, 7, None]],
-                "b": [[OCT1, 3, 3], [OCT1 + 3 * DAY, 8, None]],
+                "a": [[OCT1, 5, a5], [OCT1 + DAY, 6, a5], [OCT1 + 2 * DAY, 7, None]],
+                "b": [[OCT1, 3, b3], [OCT1 + 3 * DAY, 8, None]],
             }
         )
     )
-    assert days[OCT1] == DayState({"a": (5, 5), "b": (3, 3)})
+    assert days[OCT1] == DayState({"a": (5, a5), "b": (3, b3)})
+    assert days[OCT1].stale() == []
     assert days[OCT1 + DAY].stale() == ["a"]
     before = OCT1 + 3 * DAY  # the fourth day is not closed
     assert to_build(days, before=before, previous=days) == {
@@ -92,9 +188,24 @@ def test_what_to_build_is_the_stale_customers_of_closed_days_that_stayed_quiet()
         OCT1 + 2 * DAY: ["a"],
     }
     # a day whose marks changed since the last look is still being written: later
-    changed = {**days, OCT1 + DAY: DayState({"a": (9, 5), "b": (3, 3)})}
+    changed = {**days, OCT1 + DAY: DayState({"a": (9, a5), "b": (3, b3)})}
     assert to_build(days, before=before, previous=changed) == {OCT1 + 2 * DAY: ["a"]}
     assert to_build(days, before=before, previous={}) == {}  # the first look
+
+
+def test_a_scan_skips_class_counts_and_the_rollup_of_all_customers():
+    answer = [
+        *_scan({"a": [[OCT1, 5, None]], "": [[OCT1, None, 9]]}),
+        {"tags": {"customer_id": "a", "status_class": "2xx"}, "columns": ["time", "dirty",
+         "covered"], "values": [[OCT1, None, None]]},
+    ]  # fmt: skip
+    assert read_scan(answer) == {OCT1: DayState({"a": (5, None)})}
+
+
+def test_the_covered_mark_is_the_digest_of_the_customer_s_own_mark():
+    assert DayState({"a": (5, 5)}).stale() == ["a"]  # a raw mark is not its digest
+    assert DayState({"a": (5, _covers("b", 5))}).stale() == ["a"]  # another customer's
+    assert DayState({"a": (None, 5), "b": (3, _covers("b", 3))}).stale() == []
 
 
 def test_a_build_computes_each_customer_and_all_together_from_the_day_s_requests():
@@ -113,20 +224,171 @@ def test_a_build_computes_each_customer_and_all_together_from_the_day_s_requests
     # the total the API checks comes from the same statement as the latencies
     assert statements[2].startswith("SELECT count(latency) AS total, mean(latency) AS average,")
     assert statements[3].endswith("GROUP BY time(1d), customer_id, status_class")
-    answer = [{"tags": {"customer_id": "a"}, "columns": ["time", "dirty"], "values": [[OCT1, 4]]}]
+    answer = [
+        {"tags": {"customer_id": "a"}, "columns": ["time", "dirty"], "values": [[OCT1, 4]]},
+        {"tags": {"customer_id": ""}, "columns": ["time", "dirty"], "values": [[OCT1, None]]},
+    ]
     assert read_marks(answer) == {"a": 4}
 
 
-def test_the_check_finds_rollups_missing_or_behind_the_requests():
-    def series(customer: str, values: list[list[int]]) -> dict:
-        return {"tags": {"customer_id": customer}, "columns": ["time", "n"], "values": values}
+# -- the API's read: read_query ------------------------------------------------------------
 
-    counts = [series("a", [[OCT1, 3], [OCT1 + DAY, 2]]), series("b", [[OCT1, 1]])]
-    totals = [series("a", [[OCT1, 3], [OCT1 + DAY, 1]])]
-    assert behind(counts, totals) == {OCT1: ["b"], OCT1 + DAY: ["a"]}
-    everyone = [{"columns": ["time", "count"], "values": [[OCT1, 4], [OCT1 + DAY, 2]]}]
-    rolled = [{"columns": ["time", "total"], "values": [[OCT1, 4]]}]
-    assert everyone_behind(everyone, rolled) == [OCT1 + DAY]
+ROW_COLUMNS = ["time", "total", "average", "median", "p99", "covered", "dirty"]
+
+
+def _stored_answer(
+    rollups: dict[str, list[list]], classes: dict[tuple[str, str], list[list[int]]]
+) -> list[list[dict]]:
+    """The two statements of stored rollups: rows (time, total, average, median, p99,
+    covered, dirty) per customer (EVERYONE: all together), class counts per (customer,
+    class)."""
+    rows = [
+        {"name": "requests_daily", "tags": {"customer_id": customer}, "columns": ROW_COLUMNS,
+         "values": values}
+        for customer, values in rollups.items()
+    ]  # fmt: skip
+    counts = [
+        {"name": "requests_daily", "tags": {"customer_id": customer, "status_class": klass},
+         "columns": ["time", "n"], "values": values}
+        for (customer, klass), values in classes.items()
+    ]  # fmt: skip
+    return [rows, counts]
+
+
+def _requests_now(counts: list[list[int]]) -> list[dict]:
+    return [{"name": "requests", "columns": ["time", "n"], "values": counts}]
+
+
+OCT = [date(2026, 10, d) for d in range(1, 6)]
+OCT_S = [OCT1 + n * DAY for n in range(5)]
+
+
+def test_read_query_reads_one_customer_s_rollups_and_its_requests_now():
+    statements = read_query("it's", OCT[0], OCT[1], failure_status=500).statements
+    days = "time >= 1790812800000000000 AND time < 1790985600000000000"
+    assert len(statements) == 3
+    assert statements[0].startswith("SELECT total, average, median, p99, covered, dirty FROM")
+    assert f"WHERE customer_id = 'it\\'s' AND status_class = '' AND {days}" in statements[0]
+    assert f"WHERE customer_id = 'it\\'s' AND status_class != '' AND {days}" in statements[1]
+    assert statements[2] == (
+        f"SELECT count(latency) AS n FROM requests WHERE customer_id = 'it\\'s' AND {days}"
+        " GROUP BY time(1d) fill(none)"
+    )
+
+
+def test_read_query_for_all_customers_reads_every_customer_s_marks():
+    statements = read_query(None, OCT[0], OCT[1], failure_status=500).statements
+    # the rows of every customer (their marks), the class counts of all customers together
+    assert "WHERE status_class = '' AND time >=" in statements[0]
+    assert "WHERE customer_id = '' AND status_class != '' AND time >=" in statements[1]
+    assert "customer_id" not in statements[2]
+
+
+def test_read_query_serves_a_current_day_and_lists_the_days_behind():
+    a = "acme"
+    rollups = {
+        a: [
+            [OCT_S[0], 4, 0.5, 0.4, 0.9, _covers(a, 5), 5],  # current
+            [OCT_S[1], 2, 0.5, 0.4, 0.9, _covers(a, 5), 6],  # marked since: a point replaced
+            [OCT_S[2], 5, 0.5, 0.4, 0.9, _covers(a, 5), 5],  # a late request: 6 now
+            [OCT_S[3], 3, 0.5, 0.4, 0.9, _covers(a, 5), 5],  # no requests now: deleted
+        ]
+    }
+    classes = {
+        (a, "2xx"): [[OCT_S[0], 2], [OCT_S[1], 2], [OCT_S[2], 5], [OCT_S[3], 3]],
+        (a, "4xx"): [[OCT_S[0], 1]],
+        (a, "5xx"): [[OCT_S[0], 1]],
+    }
+    now = _requests_now([[OCT_S[0], 4], [OCT_S[1], 2], [OCT_S[2], 6], [OCT_S[4], 7]])
+    answer = [*_stored_answer(rollups, classes), now]  # OCT 5: never built
+    current, behind = read_query(a, OCT[0], OCT[4], failure_status=500).parse(answer)
+    assert current == {OCT[0]: DayStats(OCT[0], 4, 3, 1, 75.0, 0.5, 0.4, 0.9)}
+    assert behind == [OCT[1], OCT[2], OCT[4]]  # OCT 4 is in neither: no requests
+    current, _ = read_query(a, OCT[0], OCT[4], failure_status=400).parse(answer)
+    assert current[OCT[0]].failed_requests == 2
+
+
+def test_read_query_of_all_customers_is_behind_when_any_customer_s_mark_changes():
+    marks = {"a": 5, "b": 7}
+    rollups = {
+        EVERYONE: [[OCT_S[0], 3, 0.5, 0.4, 0.9, marks_digest(marks), None]],
+        "a": [[OCT_S[0], 2, 0.5, 0.4, 0.9, _covers("a", 5), 5]],
+        "b": [[OCT_S[0], 1, 0.5, 0.4, 0.9, _covers("b", 7), 7]],
+    }
+    classes = {(EVERYONE, "2xx"): [[OCT_S[0], 2]], (EVERYONE, "5xx"): [[OCT_S[0], 1]]}
+    now = _requests_now([[OCT_S[0], 3]])
+    query = read_query(None, OCT[0], OCT[0], failure_status=500)
+    current, behind = query.parse([*_stored_answer(rollups, classes), now])
+    assert current == {OCT[0]: DayStats(OCT[0], 3, 2, 1, 100 * 2 / 3, 0.5, 0.4, 0.9)}
+    assert behind == []
+    # b's point replaced (same count): b's own rollup and all customers' are behind
+    rollups["b"] = [[OCT_S[0], 1, 0.5, 0.4, 0.9, _covers("b", 7), 8]]
+    assert query.parse([*_stored_answer(rollups, classes), now]) == ({}, [OCT[0]])
+    # a customer never built before, marked since: behind too
+    rollups["b"] = [[OCT_S[0], 1, 0.5, 0.4, 0.9, _covers("b", 7), 7]]
+    rollups["c"] = [[OCT_S[0], None, None, None, None, None, 1]]
+    assert query.parse([*_stored_answer(rollups, classes), now]) == ({}, [OCT[0]])
+
+
+def test_read_query_of_nothing_stored_is_nothing_to_serve():
+    query = read_query("acme", OCT[0], OCT[1], failure_status=500)
+    assert query.answer([]) == ({}, [])  # no database yet
+    assert query.parse([[], [], _requests_now([[OCT_S[1], 2]])]) == ({}, [OCT[1]])
+
+
+def test_rollups_cannot_count_failures_from_inside_a_class():
+    with pytest.raises(ValueError, match="450"):
+        read_query("acme", OCT[0], OCT[1], failure_status=450)
+
+
+# -- `logpipe rollup`: what to check --------------------------------------------------------
+
+
+def _counts(per_customer: dict[str, list[list[int]]]) -> list[dict]:
+    """Requests counted now: count … GROUP BY time(1d), customer_id."""
+    return [
+        {"tags": {"customer_id": customer}, "columns": ["time", "count"], "values": values}
+        for customer, values in per_customer.items()
+    ]
+
+
+def _rollup(total: int, covered: int | None) -> Rollup:
+    return Rollup(total, {"average": 0.5, "median": 0.4, "p99": 0.9}, {"2xx": total}, covered)
+
+
+def test_the_check_finds_rollups_missing_or_behind_the_requests():
+    counts = _counts({"a": [[OCT1, 3], [OCT1 + DAY, 2]], "b": [[OCT1, 1]]})
+    stored = Stored(
+        rollups={
+            ("a", OCT1): _rollup(3, _covers("a", 5)),
+            ("a", OCT1 + DAY): _rollup(1, _covers("a", 6)),  # a request since: 2 now
+            (EVERYONE, OCT1): _rollup(4, marks_digest({"a": 5})),  # b never marked or built
+            (EVERYONE, OCT1 + DAY): _rollup(2, marks_digest({"a": 6})),
+        },
+        marks={OCT1: {"a": 5}, OCT1 + DAY: {"a": 6}},
+    )
+    assert to_check(counts, stored, rebuild=False) == {OCT1: ["b"], OCT1 + DAY: ["a"]}
+    assert to_check(counts, stored, rebuild=True) == {OCT1: ["a", "b"], OCT1 + DAY: ["a"]}
+    assert to_check([], stored, rebuild=True) == {}  # no requests, nothing to build
+
+
+def test_the_check_lists_a_day_whose_only_all_customers_rollup_is_behind():
+    counts = _counts({"a": [[OCT1, 3]], "b": [[OCT1, 1]]})
+    customers = {
+        ("a", OCT1): _rollup(3, _covers("a", 5)),
+        ("b", OCT1): _rollup(1, _covers("b", 7)),
+    }
+    marks = {OCT1: {"a": 5, "b": 7}}
+    everyone = {(EVERYONE, OCT1): _rollup(4, marks_digest(marks[OCT1]))}
+    assert to_check(counts, Stored({**customers, **everyone}, marks), rebuild=False) == {}
+    assert to_check(counts, Stored(customers, marks), rebuild=False) == {OCT1: []}
+    stale_everyone = {(EVERYONE, OCT1): _rollup(4, marks_digest({"a": 5}))}  # built before b
+    assert to_check(counts, Stored({**customers, **stale_everyone}, marks), rebuild=False) == {
+        OCT1: []
+    }
+    assert to_check(counts, Stored({**customers, **everyone}, marks), rebuild=True) == {
+        OCT1: ["a", "b"]
+    }
 
 
 # -- against a real influxd -----------------------------------------------------------------
@@ -252,7 +514,13 @@ def test_rollup_adopts_days_written_without_marks(settings):
     write_lines(settings, LINES, marks=False)  # as an earlier version stored them
     assert _state(settings) == {}
     assert "rollups built for 3 days: 5 customer-days" in _run_rollup(settings)
-    assert _state(settings) == {}  # still no marks: the rollups are checked by their counts
+    # still no marks: each build covered the digest of none, and the counts check the rollups
+    unmarked = DayState({"acme": (None, marks_digest({})), "tenant:7": (None, marks_digest({}))})
+    assert _state(settings) == {
+        OCT1: unmarked,
+        OCT1 + DAY: unmarked,
+        OCT1 + 2 * DAY: DayState({"acme": (None, marks_digest({}))}),
+    }
     _check_api(settings, LINES)
     assert "rollups built for 0 days: 0 customer-days" in _run_rollup(settings)
     # all customers' rollup of a day behind (an earlier version built none): only it is built
