@@ -43,3 +43,16 @@ def daily_stats_of(lines: list[str], *, failure_status: int = 500) -> dict[str, 
             "p99_latency": p99(values),
         }
     return result
+
+
+def assert_same_days(got: list[dict], want: list[dict]) -> None:
+    """The API's days equal the reference's: the same dates, counts exactly, latencies to
+    float rounding."""
+    import pytest
+
+    assert [day["date"] for day in got] == [day["date"] for day in want]
+    for day, wanted in zip(got, want, strict=True):
+        for name, value in wanted.items():
+            exact = isinstance(value, (int, str))
+            expected = value if exact else pytest.approx(value, rel=1e-9, abs=1e-12)
+            assert day[name] == expected, (wanted["date"], name)

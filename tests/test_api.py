@@ -12,6 +12,7 @@ import socket
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import date, datetime, timedelta, timezone
 
 import httpx
@@ -28,7 +29,7 @@ from logpipe.influxd import free_port
 from logpipe.rollup import Rollups
 from logpipe.serve import _caller, create_app
 from tests.conftest import running_api, serving, wait_until, write_lines
-from tests.reference import daily_stats_of
+from tests.reference import assert_same_days, daily_stats_of
 
 NOW = datetime(2026, 10, 8, 0, 30, tzinfo=timezone.utc)  # yesterday may still change
 DAY0 = date(2026, 10, 5)
@@ -433,44 +434,80 @@ def test_just_after_midnight_the_new_day_is_in_the_answer(module_settings, loade
     assert after == ["2026-10-08", "2026-10-09"]
 
 
-def test_serve_with_two_workers_shares_settings_queries_and_metrics(module_settings, loaded):
-    write_lines(module_settings, ["2026-09-01 08:00:00 pair /a 200 0.1"])
-    port = free_port()
+def _serve_two_workers(module_settings, port: int, tmp: str) -> subprocess.Popen[str]:
     env = {
         **os.environ,
         "LOGPIPE_INFLUX_URL": module_settings.influx_url,
         "LOGPIPE_STATE_DIR": str(module_settings.state_dir),
+        "LOGPIPE_CACHE_TTL": "30",
+        "TMPDIR": tmp,  # where serve keeps its workers' metrics: nothing else may appear
     }
-    server = subprocess.Popen(
+    return subprocess.Popen(
         [sys.executable, "-m", "logpipe", "serve", "--workers", "2", "--port", str(port),
          "--database", module_settings.influx_database],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip
+
+
+def test_two_workers_answer_every_range_exactly(module_settings, loaded, tmp_path):
+    """Issue 12, case 1: a worker asked days -5..-1, then -9..today; another then asked
+    -9..today and answered 4 of 9 days (it took a file the first had written for other
+    days), then 404 for -5..-1. Every answer of either worker must be exact, and no request
+    may leave a file behind."""
+    today = datetime.now(timezone.utc).date()
+    days = [today - timedelta(days=n) for n in range(9, -1, -1)]
+    lines = [f"{day} 08:00:0{n % 2} pair /a {200 + 300 * (n % 3 == 0)} 0.{n + 1}"
+             for n, day in enumerate(days) for _ in range(2)]  # fmt: skip
+    write_lines(module_settings, lines)
+    expected = daily_stats_of(lines)["pair"]
+    with InfluxClient(module_settings) as influx:  # rollups for some days, the others raw
+        rollups = Rollups(influx)
+        rollups.build_all(rollups.check())
+    write_lines(module_settings, [f"{days[6]} 09:00:00 pair /b 200 0.9"], salt=9)
+    expected = daily_stats_of([*lines, f"{days[6]} 09:00:00 pair /b 200 0.9"])["pair"]
+    # an odd number of ranges: workers taking turns still see every one
+    ranges = [(days[4], days[8]), (days[0], None), (days[0], days[9]), (days[2], days[5]),
+              (days[9], None)]  # fmt: skip
+    port, tmp = free_port(), tmp_path / "tmp"
+    tmp.mkdir()
+    server = _serve_two_workers(module_settings, port, str(tmp))
     base = f"http://127.0.0.1:{port}"
-    url = "/customers/pair/stats?from_date=2026-09-01&to_date=2026-09-02"
-    sent = 0
+    sent, files_before = 0, None
+
+    def ask(bounds: tuple[date, date | None]) -> None:
+        first, last = bounds
+        params = {"from_date": str(first)} | ({"to_date": str(last)} if last else {})
+        with httpx.Client(base_url=base) as fresh:  # a new connection: any worker may take it
+            answer = fresh.get("/customers/pair/stats", params=params)
+        assert answer.status_code == 200, answer.text
+        want = [v for k, v in sorted(expected.items())
+                if first <= date.fromisoformat(k) <= (last or today)]  # fmt: skip
+        assert_same_days(answer.json()["days"], want)
+
     try:
         wait_until(lambda: _answers(f"{base}/healthz"), timeout=30, what="serve --workers 2")
-        with httpx.Client(base_url=base) as client:
-            # New connections until both workers have answered (the kernel picks the worker)
-            while sent < 6 or _misses(client) < 2:
-                with httpx.Client(base_url=base) as fresh:
-                    assert fresh.get(url).status_code == 200
-                sent += 1
-                assert sent < 200, "one worker took every connection"
+        with httpx.Client(base_url=base) as client, ThreadPoolExecutor(8) as pool:
+            # Concurrent requests keep both workers busy, until both have computed answers
+            # (one worker serving everything would miss once per range, no more)
+            while sent < 100 or _misses(client) <= len(ranges):
+                list(pool.map(ask, ranges * 2))
+                sent += 2 * len(ranges)
+                assert sent < 1000, "one worker took every connection"
+                files_before = files_before or sorted(p.name for p in tmp.rglob("*"))
+            for n in range(30):  # distinct ranges: no file per range any more (case 4)
+                client.get("/customers/pair/stats", params={"from_date": str(days[n % 9])})
+            files_after = sorted(p.name for p in tmp.rglob("*"))
             metrics = client.get("/metrics").text
     finally:
         server.send_signal(signal.SIGINT)
         server.communicate(timeout=20)
+    assert files_after == files_before
     total = re.search(
         r'logpipe_api_requests_total\{method="GET",route="/customers/\{customer_id\}/stats",'
         r'status="200"\} (\S+)',
         metrics,
     )
-    assert float(total.group(1)) == sent
-    # Both workers computed the answer from one worker's queries (the rollups, not built
-    # yet, then the points): the second took the files the first wrote.
-    assert re.search(r"logpipe_influx_query_seconds_count (\S+)", metrics).group(1) == "2.0"
+    assert float(total.group(1)) == sent + 30  # both workers' requests, added up
 
 
 def _answers(url: str) -> bool:
