@@ -44,6 +44,8 @@ def test_live_days_are_today_and_yesterday_only_just_after_midnight(clock, first
         ("2026-10-01T00:00", None, "YYYY-MM-DD"),
         ("2026-10-05", "2026-10-01", "before from_date"),
         ("2020-01-01", "2026-01-01", "at most 366 days"),
+        ("1677-09-21", "1677-09-22", "InfluxDB stores days from 1677-09-22"),
+        ("2262-04-10", "2262-04-11", "to 2262-04-10"),
     ],
 )
 def test_date_range_rejects(first, last, message):
@@ -89,6 +91,14 @@ def test_stats_for_an_id_with_dots_and_dashes_and_the_from_alias(api):
         ("/customers/x'%20OR%20'1'='1/stats?from_date=2026-10-01", 422, "pattern"),
         ("/customers/" + "a" * 129 + "/stats?from_date=2026-10-01", 422, "128"),
         ("/customers/%00/stats?from_date=2026-10-01", 422, "pattern"),
+        # issue 12, case 6: a 500 and a 502 echoing InfluxDB's error before
+        ("/customers/acme-corp.eu/stats?from_date=2026-10-01&to_date=9999-12-31", 422,
+         "InfluxDB stores days from 1677-09-22 to 2262-04-10"),
+        ("/customers/acme-corp.eu/stats?from_date=0001-01-01&to_date=0001-01-02", 422,
+         "InfluxDB stores days"),
+        ("/stats?from_date=2262-04-11", 422, "InfluxDB stores days"),
+        ("/customers?days=0", 422, "greater than or equal to 1"),
+        ("/customers?days=367", 422, "less than or equal to 366"),
         ("/customers/acme-corp.eu/stats?from_date=2026-10-07", 404, "no requests"),
         ("/customers/nobody/stats?from_date=2026-10-01", 404, "no requests"),
     ],
