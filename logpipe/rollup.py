@@ -18,9 +18,10 @@ still current: the processor writes a new random `dirty` for each (customer, day
 write, in the same request as the points; a build reads the day's marks before computing
 anything and stores their digest as `covered` after its statistics.
 
-Only closed days are built (see stats.live_from); when following, only days whose marks have
-not changed for a whole interval and only while the processor has caught up: building a day
-costs InfluxDB about as much as ingesting it, and must not slow an ingest down.
+Only closed days are built (see stats.live_from); when following (process/follower.py),
+only days whose marks have not changed for a whole interval and only while the processor
+has caught up: building a day costs InfluxDB about as much as ingesting it, and must not
+slow an ingest down.
 
 Why not InfluxDB's continuous queries (``RESAMPLE EVERY … FOR …``)? They recompute a fixed
 window ending now on a schedule, whether anything changed or not, and never look at older
@@ -35,7 +36,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import random
-import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -64,8 +64,6 @@ from logpipe.stats import (
 
 log = logging.getLogger(__name__)
 
-CAUGHT_UP_BYTES = 1 << 20
-"""The processor counts as caught up when it is less than this far behind its inputs."""
 CUSTOMERS_PER_QUERY = 50
 """Customers built by one /query request: its time must stay well inside the timeout."""
 SLOW_QUERY_TIMEOUT = 300.0
@@ -405,70 +403,6 @@ class Rollups:
                 log.warning("rollups of %s not built: %s", epoch_date(day), exc)
                 failed.append(epoch_date(day))
         return failed
-
-
-class Follower(threading.Thread):
-    """Keeps the rollups current while the processor follows its inputs: every
-    `rollup_interval`, when the processor has caught up, builds the stale customers of the
-    closed days whose marks have not changed since the last look.
-
-    The first look reads every day's marks (an earlier run may have left days stale); the
-    next ones only the days from the first one this process has written to since, or that
-    was still stale: the recent days, in the normal course, however long the history.
-    `written_from()` gives that first day written to (epoch s), or None, and starts anew;
-    without it (other processes write too) every look reads every day."""
-
-    def __init__(
-        self,
-        settings: Settings,
-        lag_bytes: Callable[[], int],
-        written_from: Callable[[], int | None] | None = None,
-    ) -> None:
-        super().__init__(name="logpipe-rollup", daemon=True)
-        self._settings = settings
-        self._lag_bytes = lag_bytes
-        self._written_from = written_from
-        self._stop_event = threading.Event()
-
-    def stop(self) -> None:
-        """Stop soon; a build cut short is harmless (its customers simply stay stale)."""
-        self._stop_event.set()
-        if self.is_alive():
-            self.join(timeout=2)
-
-    def run(self) -> None:
-        previous: dict[int, DayState] = {}  # nothing is quiet before a second look
-        everything = True
-        due: int | None = None  # the first day the next look reads; None: nothing to read
-        with InfluxClient(self._settings) as client:
-            rollups = Rollups(client)
-            while not self._stop_event.wait(self._settings.rollup_interval):
-                if self._written_from is None:  # others write too: every look reads all
-                    everything = True
-                elif (written := self._written_from()) is not None:
-                    due = written if due is None else min(due, written)
-                if due is None and not everything:
-                    continue
-                if self._lag_bytes() >= CAUGHT_UP_BYTES:
-                    previous = {}
-                    continue
-                try:
-                    days = rollups.scan(None if everything else due)
-                except Exception as exc:  # InfluxDB away, say: the next round tries again
-                    log.warning("rollups: cannot read the marks: %s", exc)
-                    previous = {}
-                    continue
-                wanted = to_build(days, before=rollups.closed_before(), previous=previous)
-                previous = days
-                everything = False
-                # what stays stale (today, a day still written to, a build that fails) is
-                # read again next time; the days built now once more, as current
-                due = min((day for day, state in days.items() if state.stale()), default=None)
-                if wanted:
-                    failed = rollups.build_all(wanted)
-                    log.info(
-                        "rollups: built %d of %d days", len(wanted) - len(failed), len(wanted)
-                    )
 
 
 def run(settings: Settings, *, rebuild: bool = False) -> tuple[int, int, float]:

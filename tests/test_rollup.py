@@ -13,10 +13,10 @@ import pytest
 from logpipe.errors import InfluxRejected
 from logpipe.influx import InfluxClient
 from logpipe.process.counters import Counters
+from logpipe.process.follower import Follower
 from logpipe.rollup import (
     EVERYONE,
     DayState,
-    Follower,
     Rollup,
     Rollups,
     Stored,

@@ -30,11 +30,12 @@ from logpipe.errors import ConfigError, InputError
 from logpipe.influx import InfluxClient
 from logpipe.private import open_private, private_dir, refuse_link
 from logpipe.process.counters import Counters, StatusReporter
+from logpipe.process.follower import Follower
 from logpipe.process.formats import LineFormat
 from logpipe.process.parse import Chunk, Parsed, cut_line
 from logpipe.process.sink import DeadLetters, InfluxSink
 from logpipe.process.source import LogFileSource, StdinSource
-from logpipe.rollup import Follower, supported
+from logpipe.rollup import supported
 from logpipe.status import PROCESS_STATUS
 
 log = logging.getLogger(__name__)

@@ -39,8 +39,8 @@ log = logging.getLogger(__name__)
 
 MAX_RANGE_DAYS = 366
 PER_CALLER_QUERIES = 1
-"""Uncached answers one caller may have computed at once, per worker: fewer than the
-worker's query slots (service.QUERY_SLOTS), so one caller never holds them all."""
+"""Uncached answers one API key may have computed at once, per worker: fewer than the
+worker's query slots (service.QUERY_SLOTS), so one key never holds them all."""
 RETRY_AFTER_SECONDS = 5
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 
@@ -166,10 +166,14 @@ ToAlias = Annotated[str | None, Query(description="same as to_date")]
 async def _answer(
     request: Request, who: ApiKey, key: Hashable, compute: Callable[[], Awaitable[Answer]]
 ) -> Response:
-    """The cached answer of `key`, or one computed within the caller's limit."""
+    """The cached answer of `key`, or one computed within the caller's limit (with API
+    keys: each key's own; refreshes of answers kept are the cache's, one per answer)."""
     web = _web(request)
-    caller: Hashable = who if web.keys is not None else (request.client or ("", 0))[0]
-    (status, body), hit = await web.cache.get(key, lambda: web.per_caller.run(caller, compute))
+    (status, body), hit = await web.cache.get(
+        key,
+        compute,
+        waited=(lambda: web.per_caller.run(who, compute)) if web.keys is not None else None,
+    )
     CACHE_LOOKUPS.labels("hit" if hit else "miss").inc()
     headers = {"Cache-Control": web.cache_control}
     return Response(body, status_code=status, media_type="application/json", headers=headers)

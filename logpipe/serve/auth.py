@@ -73,11 +73,10 @@ def find_key(keys: list[ApiKey], presented: str) -> ApiKey | None:
 
 
 class PerCaller:
-    """At most `limit` computations (answers not in the cache) in flight per caller: one API
-    key (or, without keys, one client address) cannot hold every query slot of a worker
-    while others wait. A caller over the limit waits up to `patience` seconds for one of
-    its own to finish, then gets a 429. Holds an entry only per caller with something in
-    flight or waiting."""
+    """At most `limit` computations (answers a request waits for) in flight per caller (an
+    API key): one key cannot hold every query slot of a worker while others wait. A caller
+    over the limit waits up to `patience` seconds for one of its own to finish, then gets a
+    429. Holds an entry only per caller with something in flight or waiting."""
 
     def __init__(self, limit: int, *, patience: float) -> None:
         self._limit = limit

@@ -47,6 +47,8 @@ def drop_oldest(entries: dict[Any, Any], limit: int) -> None:
 class _Entry:
     task: asyncio.Future[Answer]
     """The answer, or its computation while it runs."""
+    compute: Callable[[], Awaitable[Answer]]
+    """How to compute it again (a refresh)."""
     fresh_until: float = float("inf")
     refresh: asyncio.Future[Answer] | None = field(default=None)
 
@@ -64,10 +66,10 @@ class ResponseCache:
     """Rendered answers by key, with one computation per key at a time (concurrent requests
     share it), and a front door: an ASGI middleware (`around`) that answers a request it
     has seen validated before, by its exact path and query string and the day it was asked
-    on, while that answer is fresh, after the same access check FastAPI's route makes.
-    Everything else (a new request, a stale answer due for a refresh, a caller to refuse)
-    goes on to FastAPI, so the two paths cannot disagree. Failures are never kept; a `ttl`
-    of 0 turns caching and sharing off."""
+    on, while that answer may be served (fresh, or stale while its refresh runs), after the
+    same access check FastAPI's route makes. Everything else (a new request, an answer too
+    old to serve, a caller to refuse) goes on to FastAPI, so the two paths cannot disagree.
+    Failures are never kept; a `ttl` of 0 turns caching and sharing off."""
 
     def __init__(
         self,
@@ -97,26 +99,41 @@ class ResponseCache:
         self._app: Any = None
 
     async def get(
-        self, key: Hashable, compute: Callable[[], Awaitable[Answer]]
+        self,
+        key: Hashable,
+        compute: Callable[[], Awaitable[Answer]],
+        *,
+        waited: Callable[[], Awaitable[Answer]] | None = None,
     ) -> tuple[Answer, bool]:
-        """(answer, True if no computation was started for this request)."""
+        """(answer, True if no computation was started for this request). `waited`, when
+        given, runs instead of `compute` for a computation this request waits for (under the
+        caller's limit, say); refreshes run `compute`."""
         if self.ttl <= 0:
-            return await compute(), False
+            return await (waited or compute)(), False
         entry = self._entries.get(key)
-        now = self._clock()
         if entry is not None:
             if not entry.task.done():  # being computed: wait for the same answer
                 return await asyncio.shield(entry.task), True
-            if now < entry.fresh_until:
-                return entry.task.result(), True
-            if now < entry.fresh_until + self.ttl:  # stale: serve it, refresh once
-                if entry.refresh is None:
-                    entry.refresh = self._start(key, entry, compute)
-                return entry.task.result(), True
-        entry = _Entry(self._start(key, None, compute))
+            answer = self.kept(key)
+            if answer is not None:
+                return answer, True
+        entry = _Entry(self._start(key, None, waited or compute), compute)
         self._entries[key] = entry
         drop_oldest(self._entries, self._max_entries)
         return await asyncio.shield(entry.task), False
+
+    def kept(self, key: Hashable) -> Answer | None:
+        """The computed answer of `key` if it may be served: fresh, or stale for up to
+        another ttl while one refresh runs (started here)."""
+        entry = self._entries.get(key)
+        if entry is None or not entry.task.done():
+            return None
+        now = self._clock()
+        if now >= entry.fresh_until + self.ttl:
+            return None
+        if now >= entry.fresh_until and entry.refresh is None:
+            entry.refresh = self._start(key, entry, entry.compute)
+        return entry.task.result()
 
     def fresh(self, key: Hashable) -> Answer | None:
         """The answer kept for `key` if it is computed and fresh, without computing anything."""
@@ -187,7 +204,7 @@ class ResponseCache:
             # The caller is checked before the answer is looked at: a refused one costs the
             # same whether that answer is fresh or not.
             if learned is not None and self._allowed(scope, learned.customer_id):
-                answer = self.fresh(learned.key)
+                answer = self.kept(learned.key)
                 if answer is not None:
                     scope["route"] = learned.route
                     CACHE_LOOKUPS.labels("hit").inc()
