@@ -205,6 +205,59 @@ def test_an_answer_is_never_served_2_ttl_after_its_computation_began():
     assert asyncio.run(main()) == ((1, True), (4, False))  # 3: the refresh of "a"
 
 
+def test_the_front_door_serves_a_kept_answer_and_starts_its_one_refresh():
+    """`kept` (what the middleware serves before routing) gives fresh answers, and stale ones
+    for one more ttl while the refresh it starts with the stored computation runs."""
+    clock = Clock()
+    calls = []
+
+    async def compute():
+        calls.append(1)
+        await asyncio.sleep(0)
+        return len(calls)
+
+    async def main():
+        cache = _cache(5.0, clock=clock, jitter=0)
+        seen = [cache.kept("k")]  # nothing yet: routing computes it
+        await cache.get("k", compute)
+        seen.append(cache.kept("k"))
+        clock.now = 6.0
+        seen += [cache.kept("k"), cache.kept("k")]  # stale: one refresh started
+        await asyncio.sleep(0.01)
+        seen.append(cache.kept("k"))  # refreshed, fresh from 6.0
+        clock.now = 16.0
+        seen.append(cache.kept("k"))  # two ttls after that refresh began: not served
+        return seen
+
+    assert asyncio.run(main()) == [None, 1, 1, 1, 2, None]
+    assert len(calls) == 2
+
+
+def test_waited_runs_only_for_a_computation_a_request_waits_for():
+    """The caller's limit (`waited`) applies to first computations, not to refreshes."""
+    clock = Clock()
+    runs = []
+
+    async def compute():
+        runs.append("refresh")
+        return 1
+
+    async def waited():
+        runs.append("waited")
+        return 0
+
+    async def main():
+        cache = _cache(5.0, clock=clock, jitter=0)
+        first = await cache.get("k", compute, waited=waited)
+        clock.now = 6.0
+        stale = await cache.get("k", compute, waited=waited)
+        await asyncio.sleep(0.01)
+        return first, stale, await cache.get("k", compute, waited=waited)
+
+    assert asyncio.run(main()) == ((0, False), (0, True), (1, True))
+    assert runs == ["waited", "refresh"]
+
+
 def test_freshness_counts_from_when_the_computation_began():
     clock = Clock()
     calls = []

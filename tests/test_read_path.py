@@ -9,7 +9,7 @@ import subprocess
 import sys
 import threading
 import time
-from datetime import datetime, timezone
+from datetime import date, datetime, timezone
 
 import httpx
 import pytest
@@ -188,3 +188,33 @@ def test_customers_counts_only_the_days_asked(settings):
         {"customer_id": "old", "total_requests": 1},
     ]
     assert longer["customers"][1] == {"customer_id": "old", "total_requests": 2}
+
+
+def test_the_service_answers_without_http(settings):
+    """StatsService is the read path without the web: a test calls it directly."""
+    from logpipe.influx import AsyncInfluxClient
+    from logpipe.serve.service import StatsService
+
+    lines = [*LINES, "2026-10-08 09:00:00 cust_1 /a 503 0.700"]  # today: live
+    write_lines(settings, lines)
+    with InfluxClient(settings) as influx:
+        rollups = Rollups(influx, now=lambda: NOW)
+        rollups.build_all(rollups.check())
+
+    async def ask() -> tuple[list, list, list]:
+        client = AsyncInfluxClient(settings, timeout=5)
+        try:
+            service = StatsService(client, settings, now=lambda: NOW)
+            one = await service.stats("cust_1", date(2026, 10, 1), date(2026, 10, 8))
+            everyone = await service.stats(None, date(2026, 10, 1), date(2026, 10, 8))
+            seen = await service.customers(None, days=30, limit=10, offset=0)
+        finally:
+            await client.aclose()
+        return [vars(day) for day in one], [vars(day) for day in everyone], seen
+
+    one, everyone, seen = asyncio.run(ask())
+    expected = daily_stats_of(lines)
+    for got, who in ((one, "cust_1"), (everyone, "*")):
+        want = [expected[who][day] for day in sorted(expected[who])]
+        assert_same_days([{**day, "date": str(day["date"])} for day in got], want)
+    assert seen == [("cust_1", 4), ("cust_2", 1)]
