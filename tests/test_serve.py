@@ -92,10 +92,16 @@ def test_stats_for_an_id_with_dots_and_dashes_and_the_from_alias(api):
         ("/customers/" + "a" * 129 + "/stats?from_date=2026-10-01", 422, "128"),
         ("/customers/%00/stats?from_date=2026-10-01", 422, "pattern"),
         # issue 12, case 6: a 500 and a 502 echoing InfluxDB's error before
-        ("/customers/acme-corp.eu/stats?from_date=2026-10-01&to_date=9999-12-31", 422,
-         "InfluxDB stores days from 1677-09-22 to 2262-04-10"),
-        ("/customers/acme-corp.eu/stats?from_date=0001-01-01&to_date=0001-01-02", 422,
-         "InfluxDB stores days"),
+        (
+            "/customers/acme-corp.eu/stats?from_date=2026-10-01&to_date=9999-12-31",
+            422,
+            "InfluxDB stores days from 1677-09-22 to 2262-04-10",
+        ),
+        (
+            "/customers/acme-corp.eu/stats?from_date=0001-01-01&to_date=0001-01-02",
+            422,
+            "InfluxDB stores days",
+        ),
         ("/stats?from_date=2262-04-11", 422, "InfluxDB stores days"),
         ("/customers?days=0", 422, "greater than or equal to 1"),
         ("/customers?days=367", 422, "less than or equal to 366"),
