@@ -25,6 +25,14 @@ from logpipe.serve import create_app
 
 _databases = itertools.count()
 
+# The tests stop logpipe's processes as a user would, with Ctrl-C (SIGINT). A shell that
+# starts the suite in the background (a CI runner, `nohup …&`) ignores SIGINT, children
+# inherit that, and Python does not install its Ctrl-C handler in a process started so:
+# every `logpipe process` would then ignore the tests' Ctrl-C. A handler here (not ignored)
+# is reset to the default in each child, which then installs its own.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+
 
 @pytest.fixture(scope="session")
 def influxd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalInfluxd]:
