@@ -17,6 +17,7 @@ from logpipe.errors import LogpipeError
 app = typer.Typer(
     help="Turn API request logs into per-customer daily statistics (Bytewax + InfluxDB).",
     no_args_is_help=True,
+    rich_markup_mode=None,  # help text is plain: "[env LOGPIPE_INFLUX_URL]" must show
     pretty_exceptions_enable=False,
     add_completion=True,
 )

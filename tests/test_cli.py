@@ -126,3 +126,21 @@ def test_usage_mistakes_through_the_console_script_are_one_line(tmp_path, args, 
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and says in lines[0] and lines[0].startswith("Error: ")
     assert "Traceback" not in result.stderr
+
+
+def test_help_in_a_terminal_shows_the_bracketed_text():
+    """Rich read "[env LOGPIPE_INFLUX_URL]" as markup and showed nothing of it."""
+    env = {"COLUMNS": "120", "FORCE_COLOR": "1", "TERM": "xterm-256color", "PATH": "/usr/bin"}
+    shown = {
+        command: subprocess.run(
+            [sys.executable, "-m", "logpipe", command, "--help"],
+            capture_output=True,
+            text=True,
+            env=env,
+            check=True,
+        ).stdout
+        for command in ("process", "generate")
+    }
+    assert "[env LOGPIPE_INFLUX_URL]" in shown["process"]
+    assert "[env LOGPIPE_FORMAT;" in shown["process"]
+    assert "[default: 10, or 0 with --backfill-days" in " ".join(shown["generate"].split())
