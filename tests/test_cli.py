@@ -144,3 +144,13 @@ def test_help_in_a_terminal_shows_the_bracketed_text():
     assert "[env LOGPIPE_INFLUX_URL]" in shown["process"]
     assert "[env LOGPIPE_FORMAT;" in shown["process"]
     assert "[default: 10, or 0 with --backfill-days" in " ".join(shown["generate"].split())
+
+
+def test_children_of_the_tests_take_ctrl_c():
+    """The tests stop logpipe with SIGINT; a suite started from a background shell had it
+    ignored in every child (conftest restores Python's handler)."""
+    shown = subprocess.run(
+        [sys.executable, "-c", "import signal; print(signal.getsignal(signal.SIGINT))"],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    assert "default_int_handler" in shown
