@@ -91,6 +91,14 @@ def marks_digest(marks: Mapping[str, int]) -> int:
     return int.from_bytes(digest.digest(), "big") >> 2  # an InfluxDB integer is signed
 
 
+def covered_marks(customer: str, marks: Mapping[str, int]) -> Mapping[str, int]:
+    """Of a day's `dirty` marks by customer, those a rollup of `customer` covers: its own
+    (none before its first marked write), or for EVERYONE every customer's."""
+    if customer == EVERYONE:
+        return marks
+    return {customer: marks[customer]} if customer in marks else {}
+
+
 @dataclass(frozen=True)
 class Rollup:
     """One stored rollup, as read back: all None before its first build."""
@@ -104,8 +112,8 @@ class Rollup:
 
 def is_current(rollup: Rollup, *, marks: Mapping[str, int], requests: int) -> bool:
     """Whether `rollup` may be served instead of its day's requests: the one rule, for the
-    API and for `logpipe rollup`. `marks` are the day's `dirty` marks now (the customer's;
-    for the rollup of all customers, every customer's) and `requests` the points counted now.
+    API and for `logpipe rollup`. `marks` are the day's `dirty` marks now that the rollup
+    covers (see covered_marks) and `requests` the points counted now.
 
     What is assumed: InfluxDB keeps one point per series and time, so a write may replace a
     point (another latency, the same count). Every write of logpipe's processor carries, in
@@ -161,9 +169,8 @@ class Stored:
     def current(self, customer: str, day: int, requests: int) -> Rollup | None:
         """The customer's (EVERYONE: all customers') rollup of `day` if it is current."""
         rollup = self.rollups.get((customer, day), Rollup())
-        marks = self.marks.get(day, {})
-        own = marks if customer == EVERYONE else {c: m for c, m in marks.items() if c == customer}
-        return rollup if is_current(rollup, marks=own, requests=requests) else None
+        marks = covered_marks(customer, self.marks.get(day, {}))
+        return rollup if is_current(rollup, marks=marks, requests=requests) else None
 
 
 def _stored_statements(who: str, classes_of: str, days: str) -> tuple[str, str]:
@@ -248,10 +255,11 @@ class DayState:
 
     def stale(self) -> list[str]:
         """Customers written to since their last build (or never built)."""
+        dirty = {c: mark for c, (mark, _) in self.marks.items() if mark is not None}
         return sorted(
             customer
-            for customer, (dirty, covered) in self.marks.items()
-            if dirty is not None and marks_digest({customer: dirty}) != covered
+            for customer, (_, covered) in self.marks.items()
+            if customer in dirty and marks_digest(covered_marks(customer, dirty)) != covered
         )
 
 
@@ -387,10 +395,14 @@ class Rollups:
             part = customers[start : start + CUSTOMERS_PER_QUERY]
             self._client.query(build_query(day, part), write=True, timeout=SLOW_QUERY_TIMEOUT)
         if customers:
-            covered = {c: marks_digest({c: marks[c]} if c in marks else {}) for c in customers}
-            self._client.write("\n".join(covered_lines(day, covered)).encode())
+            self._write_covered(day, customers, marks)
         self._client.query(build_query(day, [None]), write=True, timeout=SLOW_QUERY_TIMEOUT)
-        self._client.write(covered_lines(day, {EVERYONE: marks_digest(marks)})[0].encode())
+        self._write_covered(day, [EVERYONE], marks)
+
+    def _write_covered(self, day: int, customers: list[str], marks: dict[str, int]) -> None:
+        """Store, after their statistics, the digest of the marks each rollup covers."""
+        covered = {c: marks_digest(covered_marks(c, marks)) for c in customers}
+        self._client.write("\n".join(covered_lines(day, covered)).encode())
 
     def build_all(self, wanted: dict[int, list[str]]) -> list[date]:
         """Build every day of `wanted`, oldest first. A day that fails is logged and left

@@ -59,6 +59,12 @@ class Query(Generic[T]):
         return self.parse(own + [[] for _ in range(len(self.statements) - len(own))])
 
 
+def nothing(value: T) -> Query[T]:
+    """A query of no statement that answers `value`: what is not asked (StatsService.ask
+    sends InfluxDB nothing for it), so callers join queries without cases."""
+    return Query((), lambda _: value)
+
+
 def together(first: Query[Any], second: Query[Any]) -> Query[tuple[Any, Any]]:
     """Two queries in one round trip; each parser gets its own statements' answers."""
     split = len(first.statements)
@@ -102,17 +108,6 @@ def day_ns(day: date) -> int:
 def days_where(first: date, last: date) -> str:
     """The InfluxQL time condition of the whole UTC days first..last."""
     return f"time >= {day_ns(first)} AND time < {day_ns(last + timedelta(days=1))}"
-
-
-def day_spans(days: list[date]) -> list[tuple[date, date]]:
-    """Sorted days as spans (first, last) of consecutive days."""
-    spans: list[tuple[date, date]] = []
-    for day in days:
-        if spans and day == spans[-1][1] + timedelta(days=1):
-            spans[-1] = (spans[-1][0], day)
-        else:
-            spans.append((day, day))
-    return spans
 
 
 def epoch_date(epoch: int) -> date:

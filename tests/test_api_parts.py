@@ -51,21 +51,32 @@ def test_bad_api_keys_setting(text, message):
 # -- PerCaller -----------------------------------------------------------------------------
 
 
+def _answers(value):
+    """Work that answers `value` at once."""
+
+    async def work():
+        return value
+
+    return work
+
+
+def _after(release: asyncio.Event, value):
+    """Work that answers `value` once `release` is set."""
+
+    async def work():
+        await release.wait()
+        return value
+
+    return work
+
+
 def test_a_caller_over_its_limit_waits_for_its_own_query_to_finish():
     async def main():
         limiter = PerCaller(1, patience=60)
         release = asyncio.Event()
-
-        async def slow():
-            await release.wait()
-            return "first"
-
-        async def quick():
-            return "second"
-
-        first = asyncio.ensure_future(limiter.run("acme", slow))
+        first = asyncio.ensure_future(limiter.run("acme", _after(release, "first")))
         await asyncio.sleep(0)
-        second = asyncio.ensure_future(limiter.run("acme", quick))
+        second = asyncio.ensure_future(limiter.run("acme", _answers("second")))
         await asyncio.sleep(0.01)
         waited = not second.done()
         release.set()
@@ -78,15 +89,8 @@ def test_a_caller_over_its_limit_gets_a_429_after_its_patience_while_others_run(
     async def main():
         limiter = PerCaller(1, patience=0.05)
         release = asyncio.Event()
-
-        async def slow():
-            await release.wait()
-            return "slow"
-
-        async def quick():
-            return "quick"
-
-        first = asyncio.ensure_future(limiter.run("acme", slow))
+        quick = _answers("quick")
+        first = asyncio.ensure_future(limiter.run("acme", _after(release, "slow")))
         await asyncio.sleep(0)
         assert await limiter.run("other", quick) == "quick"  # another caller is not held up
         with pytest.raises(HTTPException) as refused:
@@ -110,13 +114,10 @@ def test_a_failing_computation_gives_its_slot_back():
         async def failing():
             raise RuntimeError("InfluxDB down")
 
-        async def quick():
-            return "quick"
-
         with pytest.raises(RuntimeError):
             await limiter.run("acme", failing)
         assert limiter._held == {}
-        return await limiter.run("acme", quick)
+        return await limiter.run("acme", _answers("quick"))
 
     assert asyncio.run(main()) == "quick"
 

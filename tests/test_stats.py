@@ -8,7 +8,6 @@ from logpipe.stats import (
     DayStats,
     Query,
     customers_query,
-    day_spans,
     stats_query,
     together,
 )
@@ -157,20 +156,3 @@ def test_customer_totals_in_id_order():
     assert query.parse([series]) == [("a", 3), ("b", 7)]
     assert query.parse([[]]) == []
     assert query.answer([]) == []
-
-
-# -- day_spans -----------------------------------------------------------------------------
-
-
-def test_day_spans_are_runs_of_consecutive_days():
-    days = [date(2026, 10, d) for d in (1, 2, 3, 5, 7, 8)] + [date(2026, 11, 1)]
-    assert day_spans(days) == [
-        (date(2026, 10, 1), date(2026, 10, 3)),
-        (date(2026, 10, 5), date(2026, 10, 5)),
-        (date(2026, 10, 7), date(2026, 10, 8)),
-        (date(2026, 11, 1), date(2026, 11, 1)),
-    ]
-    assert day_spans([date(2026, 10, 31), date(2026, 11, 1)]) == [
-        (date(2026, 10, 31), date(2026, 11, 1))
-    ]
-    assert day_spans([]) == []

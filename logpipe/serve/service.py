@@ -32,6 +32,7 @@ from logpipe.stats import (
     Query,
     customers_query,
     live_from,
+    nothing,
     stats_query,
     together,
     utc_now,
@@ -97,20 +98,15 @@ class StatsService:
         from_rollups = (
             read_query(customer_id, closed[0], closed[-1], failure_status=threshold)
             if rolled
-            else None
+            else nothing(({}, []))
         )
         from_requests = (
-            stats_query(customer_id, raw[0], raw[-1], failure_status=threshold) if raw else None
+            stats_query(customer_id, raw[0], raw[-1], failure_status=threshold)
+            if raw
+            else nothing({})
         )
-        found: dict[date, DayStats] = {}
-        behind: list[date] = []
-        if from_rollups and from_requests:
-            (found, behind), fetched = await self.ask(together(from_rollups, from_requests))
-            found.update(fetched)
-        elif from_rollups:
-            found, behind = await self.ask(from_rollups)
-        elif from_requests:
-            found = await self.ask(from_requests)
+        (current, behind), fetched = await self.ask(together(from_rollups, from_requests))
+        found: dict[date, DayStats] = {**current, **fetched}
         if behind:  # usually the last closed day or two: one span, not one query per day
             span = stats_query(customer_id, behind[0], behind[-1], failure_status=threshold)
             from_behind: dict[date, DayStats] = await self.ask(span)
@@ -131,7 +127,9 @@ class StatsService:
         return await self._client.ping()
 
     async def ask(self, query: Query[T]) -> T:
-        """Run `query` in one of the worker's QUERY_SLOTS."""
+        """Run `query` in one of the worker's QUERY_SLOTS (one of no statement: nowhere)."""
+        if not query.statements:
+            return query.answer([])
         try:
             await asyncio.wait_for(self._slots.acquire(), self._query_timeout)
         except asyncio.TimeoutError:
