@@ -1,4 +1,5 @@
-"""Sessions: `nox -s tests` (pytest, real influxd), `nox -s lint` (ruff, mypy), `nox -s bench`."""
+"""Sessions: `nox -s tests` (pytest, real influxd and Chromium), `nox -s lint` (ruff, mypy),
+`nox -s bench`, `nox -s screenshots` (the README's pictures of the dashboard)."""
 
 import nox
 
@@ -27,3 +28,10 @@ def bench(session: nox.Session) -> None:
     session.run("python", "bench/ingest.py")
     session.run("python", "bench/api.py")
     session.run("python", "bench/generate.py")
+
+
+@nox.session(python="3.11")
+def screenshots(session: nox.Session) -> None:
+    """docs/dashboard-*.png, taken in the headless Chromium the browser tests use."""
+    session.install("-e", ".[test]")
+    session.run("python", "scripts/screenshots.py")

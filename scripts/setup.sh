@@ -23,6 +23,11 @@ ensure_logrotate() {
   command -v logrotate >/dev/null || [ -x /usr/sbin/logrotate ] || apt_install logrotate
 }
 
+# the dashboard tests look at the page in a real headless Chromium
+ensure_chromium() {
+  { command -v chromium && command -v chromedriver; } >/dev/null || apt_install chromium chromium-driver
+}
+
 ensure_wrk() {
   command -v wrk >/dev/null || apt_install wrk
 }

@@ -31,6 +31,7 @@ def test_the_readme_is_a_users_guide_in_this_order():
         "Quickstart",
         "Install",
         "Commands",
+        "The dashboard",
         "The API",
         "Settings",
         "Operations",
@@ -109,3 +110,10 @@ def _broken_links(document: Path) -> list[str]:
 def test_links_of_the_readme_and_the_results_resolve():
     assert _broken_links(ROOT / "README.md") == []
     assert _broken_links(ROOT / "bench" / "RESULTS.md") == []
+
+
+def test_the_readme_shows_the_dashboard_screenshots_that_exist():
+    pictures = re.findall(r"(docs/[\w.-]+\.png)", _section("The dashboard"))
+    assert sorted(set(pictures)) == ["docs/dashboard-desktop.png", "docs/dashboard-phone.png"]
+    for picture in pictures:
+        assert (ROOT / picture).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", picture

@@ -44,3 +44,7 @@ def test_the_wheel_in_an_empty_venv_gives_a_working_logpipe(tmp_path):
         [sys.executable, "-m", "zipfile", "-l", str(wheel)], capture_output=True, text=True
     ).stdout
     assert "logpipe/serve/__init__.py" in listing and "tests/" not in listing
+    # the dashboard ships whole: its page, script, style and the vendored chart library
+    for asset in ("index.html", "dashboard.js", "dashboard.css", "vendor/chart.umd.min.js"):
+        assert f"logpipe/serve/dashboard/{asset}" in listing, asset
+    assert "logpipe/serve/dashboard/vendor/chart.js-LICENSE.md" in listing

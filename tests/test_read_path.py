@@ -188,6 +188,35 @@ def test_customers_counts_only_the_days_asked(settings):
         {"customer_id": "old", "total_requests": 1},
     ]
     assert longer["customers"][1] == {"customer_id": "old", "total_requests": 2}
+    assert (month["from_date"], month["to_date"]) == ("2026-09-09", "2026-10-08")
+
+
+def test_customers_counts_a_range_of_days_when_asked(settings):
+    lines = [
+        "2026-10-01 10:00:00 a /a 200 0.1",
+        "2026-10-02 10:00:00 a /a 200 0.1",
+        "2026-10-02 11:00:00 b /a 200 0.1",
+        "2026-10-03 11:00:00 b /a 200 0.1",
+    ]
+    write_lines(settings, lines)
+    with running_api(settings, now=lambda: NOW) as client:
+        one_day = client.get(
+            "/customers", params={"from_date": "2026-10-02", "to_date": "2026-10-02"}
+        )
+        since = client.get("/customers", params={"from_date": "2026-10-03"}).json()
+        both = client.get("/customers", params={"from_date": "2026-10-03", "days": 3})
+        backwards = client.get(
+            "/customers", params={"from_date": "2026-10-03", "to_date": "2026-10-01"}
+        )
+    assert one_day.json()["customers"] == [
+        {"customer_id": "a", "total_requests": 1},
+        {"customer_id": "b", "total_requests": 1},
+    ]
+    assert (one_day.json()["from_date"], one_day.json()["days"]) == ("2026-10-02", 1)
+    assert since["customers"] == [{"customer_id": "b", "total_requests": 1}]
+    assert (since["to_date"], since["days"]) == ("2026-10-08", 6)
+    assert both.status_code == 422 and "not both" in both.json()["detail"]
+    assert backwards.status_code == 422 and "before" in backwards.json()["detail"]
 
 
 def test_the_service_answers_without_http(settings):
@@ -207,7 +236,9 @@ def test_the_service_answers_without_http(settings):
             service = StatsService(client, settings, now=lambda: NOW)
             one = await service.stats("cust_1", date(2026, 10, 1), date(2026, 10, 8))
             everyone = await service.stats(None, date(2026, 10, 1), date(2026, 10, 8))
-            seen = await service.customers(None, days=30, limit=10, offset=0)
+            seen = await service.customers(
+                None, date(2026, 9, 9), date(2026, 10, 8), limit=10, offset=0
+            )
         finally:
             await client.aclose()
         return [vars(day) for day in one], [vars(day) for day in everyone], seen

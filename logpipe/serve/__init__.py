@@ -15,13 +15,15 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Hashable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
+from pathlib import Path as FilePath
 from typing import Annotated, Any
 
 import httpx
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Path, Query, Request, Security
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.security import HTTPBearer
+from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel
 
 from logpipe import __version__
@@ -38,10 +40,20 @@ from logpipe.stats import FIRST_DAY, LAST_DAY, DayStats, utc_now
 log = logging.getLogger(__name__)
 
 MAX_RANGE_DAYS = 366
+DEFAULT_DAYS = 30
+"""What /customers counts when asked for no days."""
 PER_CALLER_QUERIES = 1
 """Uncached answers one API key may have computed at once, per worker: fewer than the
 worker's query slots (service.QUERY_SLOTS), so one key never holds them all."""
 RETRY_AFTER_SECONDS = 5
+DASHBOARD = FilePath(__file__).parent / "dashboard"
+"""The dashboard page and its assets (Chart.js vendored: see dashboard/vendor/README.md)."""
+PAGE_HEADERS = {
+    # The page may load and ask only its own origin: it works offline and leaks nothing.
+    "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+}
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 
 
@@ -63,8 +75,10 @@ class CustomerOut(BaseModel):
 
 class CustomersOut(BaseModel):
     customers: list[CustomerOut]
+    from_date: date
+    to_date: date
+    """The UTC days counted, inclusive."""
     days: int
-    """The last `days` UTC days (today included) counted."""
     limit: int
     offset: int
     next_offset: int | None
@@ -243,35 +257,57 @@ async def customers(
     request: Request,
     who: Caller,
     days: Annotated[
-        int, Query(ge=1, le=MAX_RANGE_DAYS, description="count the last N UTC days")
-    ] = 30,
+        int | None,
+        Query(ge=1, le=MAX_RANGE_DAYS, description="count the last N UTC days [30]"),
+    ] = None,
+    from_date: Annotated[
+        str | None, Query(description="or count from this day (YYYY-MM-DD)")
+    ] = None,
+    to_date: ToDate = None,
     limit: Annotated[int, Query(ge=1, le=1000, description="customers per page")] = 100,
     offset: Annotated[int, Query(ge=0, le=1_000_000, description="customers to skip")] = 0,
 ) -> Response:
-    """Customers with requests in the last `days` UTC days (today included), in id order,
-    with their request totals; a key bound to a customer sees only that customer.
+    """Customers with requests in the last `days` UTC days (today included), or on
+    from_date..to_date, in id order, with their request totals on those days; a key bound
+    to a customer sees only that customer.
 
     Example: `GET /customers?days=30&limit=100&offset=0`
     """
     service = _service(request)
+    today = service.today()
+    if from_date is None and to_date is None:
+        first, last = today - timedelta(days=(days or DEFAULT_DAYS) - 1), today
+    elif days is not None:
+        raise HTTPException(422, "give either days or from_date/to_date, not both")
+    else:
+        first, last = date_range(from_date, to_date, today=today)
 
     async def compute() -> Answer:
-        page = await service.customers(who.customer_id, days=days, limit=limit, offset=offset)
+        page = await service.customers(who.customer_id, first, last, limit=limit, offset=offset)
         return 200, _json(
             {
                 "customers": [{"customer_id": c, "total_requests": n} for c, n in page],
-                "days": days,
+                "from_date": first,
+                "to_date": last,
+                "days": (last - first).days + 1,
                 "limit": limit,
                 "offset": offset,
                 "next_offset": offset + limit if len(page) == limit else None,
             }
         )
 
-    key = ("customers", who.customer_id, service.today(), days, limit, offset)
+    key = ("customers", who.customer_id, first, last, limit, offset)
     return await _answer(request, who, key, compute)
 
 
 open_routes = APIRouter()
+
+
+@open_routes.get("/", include_in_schema=False)
+async def dashboard() -> FileResponse:
+    """The dashboard: one page reading this API from the browser (its state in the URL, e.g.
+    `/?customer=cust_1&from_date=2026-11-01&to_date=2026-11-30`)."""
+    return FileResponse(DASHBOARD / "index.html", headers=PAGE_HEADERS)
 
 
 @open_routes.get("/healthz")
@@ -357,6 +393,7 @@ def create_app(
     app.add_exception_handler(InfluxRejected, _rejected)
     app.include_router(guarded, dependencies=[Security(_bearer)] if keys else [])
     app.include_router(open_routes)
+    app.mount("/assets", StaticFiles(directory=DASHBOARD), name="assets")
     return app
 
 

@@ -114,14 +114,13 @@ class StatsService:
         return found
 
     async def customers(
-        self, customer_id: str | None, *, days: int, limit: int, offset: int
+        self, customer_id: str | None, first: date, last: date, *, limit: int, offset: int
     ) -> list[tuple[str, int]]:
-        """(customer, requests) of the last `days` UTC days (today included), in id order:
-        every customer seen, or only `customer_id`."""
-        today = self.today()
-        first = today - timedelta(days=days - 1)
-        query = customers_query(customer_id, first, today, limit=limit, offset=offset)
-        return await self.ask(query)
+        """(customer, requests on first..last) in id order: every customer seen, or only
+        `customer_id`."""
+        return await self.ask(
+            customers_query(customer_id, first, last, limit=limit, offset=offset)
+        )
 
     async def influxdb_version(self) -> str:
         return await self._client.ping()
