@@ -148,7 +148,9 @@ def run(
         for command in _commands(settings, options, log_file):
             children.append(Child(command[0], command, env=env, log_dir=log_dir))
         if not console.is_terminal:
-            console.print(f"InfluxDB {view.influx}, API {api}/docs, logs in {log_dir}")
+            console.print(
+                f"InfluxDB {view.influx}, dashboard {api}/, API {api}/docs, logs in {log_dir}"
+            )
         return _watch(children, watcher, console)
     except KeyboardInterrupt:
         return 0
