@@ -332,6 +332,41 @@ def run_all(
 
 @app.command()
 @_friendly
+def clean(
+    yes: Annotated[bool, typer.Option("--yes", help="remove without asking")] = False,
+    state_dir: StateDir = None,
+) -> None:
+    """Remove what run-all left: its private InfluxDB's data, recovery state, dead letters,
+    logs, generated log file and status files. An InfluxDB it did not start is never touched.
+
+    Example: logpipe clean --yes
+    """
+    import sys
+
+    from logpipe import clean as module
+    from logpipe.config import load_settings
+    from logpipe.errors import CleanRefused
+
+    settings = load_settings(state_dir=state_dir)
+    with module.private_influxd_stopped():
+        found = module.find(settings)
+        if not found:
+            typer.echo("nothing to remove: run-all left no files")
+            return
+        if not yes and not (sys.stdin and sys.stdin.isatty()):
+            raise CleanRefused("nothing removed: no terminal to ask for confirmation, pass --yes")
+        if not yes:
+            typer.echo("\n".join(module.describe("would remove", found)))
+            if not typer.confirm("Remove them?"):
+                typer.echo("nothing removed")
+                raise typer.Exit(1)
+        for item in found:
+            module.remove(item.path)
+    typer.echo("\n".join(module.describe("removed", found)))
+
+
+@app.command()
+@_friendly
 def config(
     influx_url: InfluxUrl = None,
     database: Database = None,

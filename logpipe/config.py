@@ -158,6 +158,11 @@ class Settings(BaseSettings):
     def recovery_dir(self) -> Path:
         return self.state_dir / "recovery"
 
+    @property
+    def recovery_lock_path(self) -> Path:
+        """Held while a process of a cluster makes the recovery store."""
+        return self.state_dir / "recovery.lock"
+
 
 def load_settings(**overrides: Any) -> Settings:
     """Build Settings with CLI flags (non-None overrides) on top; a bad value is a ConfigError."""

@@ -37,3 +37,8 @@ class StatePathError(LogpipeError):
     """A file or directory of logpipe's own state cannot be used as it is: a symbolic link
     where a file is written (never followed), something else where a directory goes, or
     no permission."""
+
+
+class CleanRefused(LogpipeError):
+    """`logpipe clean` removed nothing: run-all's private InfluxDB still runs on its files,
+    or nobody confirmed (no terminal to ask, no --yes)."""

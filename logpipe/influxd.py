@@ -1,10 +1,18 @@
 """Start and stop a private InfluxDB 1.x server (`influxd` on PATH) bound to 127.0.0.1.
 
 `run-all` uses it when no InfluxDB answers; the test suite uses it for a throw-away server.
+
+influxd 1.x does not lock its data directory, so the server is given one: an exclusive
+`flock` on LOCK_FILE in the directory, taken here and inherited by the influxd process, which
+holds it until it ends however it ends (SIGKILL included; our own copy is closed once it has
+started). A second server on the same directory is refused, and `logpipe clean` takes the
+lock to know that no server uses the files it removes.
 """
 
 from __future__ import annotations
 
+import fcntl
+import os
 import shutil
 import signal
 import socket
@@ -16,6 +24,8 @@ import httpx
 
 from logpipe.errors import InfluxNotFound, InfluxUnavailable
 from logpipe.private import open_private, private_dir
+
+LOCK_FILE = "influxd.lock"
 
 _CONFIG = """\
 reporting-disabled = true
@@ -70,6 +80,22 @@ def find_influxd() -> str | None:
     return shutil.which("influxd")
 
 
+def lock_data_dir(root: Path) -> int | None:
+    """A descriptor holding the exclusive lock of the data directory `root` (made if
+    missing), or None while a server started here (or `logpipe clean`) holds it. Closing
+    the descriptor, or ending the process holding it, releases the lock."""
+    with open_private(private_dir(root) / LOCK_FILE) as file:
+        descriptor = os.dup(file.fileno())  # the TextIO closes its own; this one stays
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as exc:
+        os.close(descriptor)
+        if isinstance(exc, BlockingIOError):  # LOCK_NB: another holds it
+            return None
+        raise
+    return descriptor
+
+
 class LocalInfluxd:
     """An `influxd` child process with its own data directory and free ports."""
 
@@ -91,18 +117,26 @@ class LocalInfluxd:
         second child would hold the data directory, and the first one would be lost)."""
         if self._process is not None and self._process.poll() is None:
             return self
-        private_dir(self.root)
-        config = self.root / "influxdb.conf"
-        with open_private(config, "w") as file:
-            file.write(_CONFIG.format(root=self.root, port=self.port, rpc_port=free_port()))
-        with open_private(self.log_path) as log:
-            self._process = subprocess.Popen(
-                [self.binary, "-config", str(config)],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,  # Ctrl-C in a terminal reaches us, not influxd directly
+        lock = lock_data_dir(self.root)
+        if lock is None:
+            raise InfluxUnavailable(
+                f"another influxd uses {self.root} (or `logpipe clean` empties it): stop it first"
             )
+        config = self.root / "influxdb.conf"
+        try:
+            with open_private(config, "w") as file:
+                file.write(_CONFIG.format(root=self.root, port=self.port, rpc_port=free_port()))
+            with open_private(self.log_path) as log:
+                self._process = subprocess.Popen(
+                    [self.binary, "-config", str(config)],
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    stdin=subprocess.DEVNULL,
+                    pass_fds=(lock,),  # influxd holds the lock for as long as it runs
+                    start_new_session=True,  # Ctrl-C in a terminal reaches us, not influxd
+                )
+        finally:
+            os.close(lock)
         self._wait_ready(timeout)
         return self
 

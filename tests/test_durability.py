@@ -4,18 +4,21 @@ Every test runs the real processor against a real influxd."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import signal
 import time
 from collections import Counter
 
+import pytest
 from typer.testing import CliRunner
 
 from logpipe.cli import app
+from logpipe.errors import InfluxUnavailable
 from logpipe.generate import GenerateOptions
 from logpipe.generate import run as generate
 from logpipe.influx import InfluxClient
-from logpipe.influxd import LocalInfluxd, free_port
+from logpipe.influxd import LocalInfluxd, free_port, lock_data_dir
 from logpipe.process.files import fingerprint
 from logpipe.process.source import partition_of
 from tests.conftest import count_points, run_process, start_process, stop_process, wait_until
@@ -106,6 +109,23 @@ def test_a_private_influxd_started_twice_is_one_server(tmp_path):
         assert server.start().pid == first
         assert server.version.startswith("1.")
     assert server.pid is None
+
+
+def test_a_second_private_influxd_on_the_same_data_directory_is_refused(tmp_path):
+    first = LocalInfluxd(tmp_path / "influxd").start()
+    try:
+        with pytest.raises(InfluxUnavailable, match="another influxd uses"):
+            LocalInfluxd(tmp_path / "influxd").start()
+        assert lock_data_dir(tmp_path / "influxd") is None  # influxd holds it, not us
+        os.kill(first.pid, signal.SIGKILL)  # however it ends, the lock goes with it
+        first.stop()
+        lock = lock_data_dir(tmp_path / "influxd")
+        assert lock is not None
+        os.close(lock)
+        with LocalInfluxd(tmp_path / "influxd") as second:
+            assert second.version.startswith("1.")
+    finally:
+        first.stop()
 
 
 def test_influxdb_stopped_mid_stream_then_back_loses_nothing(settings, tmp_path):

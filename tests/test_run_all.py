@@ -11,7 +11,7 @@ import subprocess
 import sys
 import threading
 import time
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import httpx
@@ -22,7 +22,8 @@ import logpipe.run_all
 from logpipe.config import load_settings
 from logpipe.errors import InfluxNotFound
 from logpipe.influxd import free_port
-from logpipe.run_all.view import Snapshot, render
+from logpipe.run_all.view import Snapshot, Watcher, busiest_first, render
+from tests.conftest import running_api, write_lines
 
 
 def _processes() -> dict[int, tuple[int, bytes]]:
@@ -176,3 +177,47 @@ def test_no_influxdb_anywhere_is_explained_without_the_password(tmp_path, monkey
     )
     with pytest.raises(InfluxNotFound, match=r"no InfluxDB answers at http://admin:\*\*\*@"):
         logpipe.run_all._start_influx(settings)
+
+
+def test_busiest_first_orders_by_requests_then_customer_id():
+    rows = [("cust_2", 5, 99.0), ("cust_10", 7, 98.0), ("cust_1", 5, 97.0), ("cust_3", 0, 1.0)]
+    assert busiest_first(rows) == [
+        ("cust_10", 7, 98.0),
+        ("cust_1", 5, 97.0),
+        ("cust_2", 5, 99.0),
+        ("cust_3", 0, 1.0),
+    ]
+
+
+def test_the_panel_shows_todays_busiest_customers_first_and_the_dashboard(settings, tmp_path):
+    today = datetime.now(timezone.utc).date()
+    requests = {"c1": 2, "c2": 7, "c3": 7, "c4": 1, "c5": 3, "c6": 4, "c7": 5, "c8": 6, "c9": 1}
+    lines = [
+        f"{today} 00:00:{n:02} {customer} /api/v1/orders 200 0.1"
+        for customer, count in requests.items()
+        for n in range(count)
+    ]
+    yesterday = today - timedelta(days=1)  # its busiest has no request today: not shown
+    lines += [f"{yesterday} 12:00:{n:02} c0 /api/v1/orders 200 0.1" for n in range(50)]
+    write_lines(settings, lines)
+    with running_api(settings) as client:
+        view = Snapshot(
+            influx_url=settings.influx_url,
+            influx_version="1.6",
+            api=str(client.base_url).rstrip("/"),
+            log_file=tmp_path / "api.log",
+        )
+        watcher = Watcher(view, state_dir=tmp_path, api_url=view.api)
+        try:
+            shown = watcher.look().customers
+        finally:
+            watcher.close()
+    assert [(customer, count) for customer, count, _, _ in shown] == [
+        ("c2", 7), ("c3", 7), ("c8", 6), ("c7", 5), ("c6", 4), ("c5", 3), ("c1", 2), ("c4", 1),
+    ]  # fmt: skip
+    console = Console(record=True, width=120, file=io.StringIO())
+    console.print(render(view))
+    text = console.export_text()
+    assert f"dashboard  {view.api}/" in text and f"API        {view.api}/docs" in text
+    rows = [line.split("│")[2].strip() for line in text.splitlines() if "│ c" in line]
+    assert rows == ["c2", "c3", "c8", "c7", "c6", "c5", "c1", "c4"]

@@ -110,7 +110,7 @@ def _recovery(settings: Settings) -> RecoveryConfig:
     """Bytewax's recovery store under the state dir, created by whichever process of a
     cluster gets there first."""
     directory = private_dir(settings.recovery_dir)
-    with open_private(settings.state_dir / "recovery.lock") as lock:
+    with open_private(settings.recovery_lock_path) as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if not any(directory.glob("part-*")):
             init_db_dir(directory, 1)  # type: ignore[no-untyped-call]  # bytewax: no hints

@@ -35,6 +35,14 @@ NO_INFLUX_HELP = (
 )
 
 
+PRIVATE_INFLUXDB = "influxdb"
+"""The private InfluxDB's directory, under logpipe's data dir."""
+LOG_DIR = "logs"
+"""The children's logs, under the state dir."""
+LOG_FILE = "api_requests.log"
+"""The generator's log file, under the state dir, when no --log-file is given."""
+
+
 @dataclass(frozen=True)
 class RunAllOptions:
     rate: float = 5.0
@@ -90,7 +98,7 @@ def _start_influx(settings: Settings) -> tuple[str, str, LocalInfluxd | None]:
         if find_influxd() is None:
             url = redact_url(settings.influx_url)
             raise InfluxNotFound(NO_INFLUX_HELP.format(url=url)) from None
-    server = LocalInfluxd(default_data_dir() / "influxdb").start()
+    server = LocalInfluxd(default_data_dir() / PRIVATE_INFLUXDB).start()
     return server.url, server.version, server
 
 
@@ -124,8 +132,8 @@ def run(
 ) -> int:
     """Run until Ctrl-C or SIGTERM (exit code 0) or until a child dies (exit code 1)."""
     console = console or Console(stderr=True)
-    log_dir = private_dir(settings.state_dir / "logs")
-    log_file = options.log_file or settings.state_dir / "api_requests.log"
+    log_dir = private_dir(settings.state_dir / LOG_DIR)
+    log_file = options.log_file or settings.state_dir / LOG_FILE
     log_file.touch()  # the generator's, read by the processor: made as `generate` makes it
     for stale in (GENERATE_STATUS, PROCESS_STATUS):
         (settings.state_dir / stale).unlink(missing_ok=True)
@@ -140,7 +148,9 @@ def run(
         for command in _commands(settings, options, log_file):
             children.append(Child(command[0], command, env=env, log_dir=log_dir))
         if not console.is_terminal:
-            console.print(f"InfluxDB {view.influx}, API {api}/docs, logs in {log_dir}")
+            console.print(
+                f"InfluxDB {view.influx}, dashboard {api}/, API {api}/docs, logs in {log_dir}"
+            )
         return _watch(children, watcher, console)
     except KeyboardInterrupt:
         return 0
