@@ -37,3 +37,16 @@ class StatePathError(LogpipeError):
     """A file or directory of logpipe's own state cannot be used as it is: a symbolic link
     where a file is written (never followed), something else where a directory goes, or
     no permission."""
+
+
+class BadDates(LogpipeError):
+    """Days asked for that are not dates, that InfluxDB cannot store, or a range out of order
+    or longer than MAX_RANGE_DAYS (the API answers 422)."""
+
+
+class NoRequests(LogpipeError):
+    """No day of the range asked for has requests (the API answers 404)."""
+
+
+class ApiFailed(LogpipeError):
+    """The statistics API (`logpipe stats --api`) could not be reached or refused to answer."""
