@@ -13,7 +13,7 @@ from logpipe.cli import app
 from logpipe.influxd import free_port
 
 runner = CliRunner()
-COMMANDS = ["generate", "process", "serve", "run-all", "config"]
+COMMANDS = ["generate", "process", "serve", "stats", "run-all", "config"]
 
 
 @pytest.mark.parametrize("command", COMMANDS)
