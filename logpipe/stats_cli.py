@@ -105,13 +105,7 @@ def from_influxdb(settings: Settings, asked: Asked) -> bytes:
     return stats_json(asked.customer_id, asked.first, asked.last, settings.failure_status, days)
 
 
-def from_api(
-    api: str,
-    asked: Asked,
-    *,
-    api_key: str | None,
-    transport: httpx.BaseTransport | None = None,
-) -> bytes:
+def from_api(api: str, asked: Asked, *, api_key: str | None) -> bytes:
     """The body a running API answers for `asked`. Anything but statistics (unreachable, a
     401, 403, 404, 503, another server) is an ApiFailed saying what the API said."""
     route = "/stats" if asked.customer_id is None else f"/customers/{asked.customer_id}/stats"
@@ -119,11 +113,11 @@ def from_api(
     headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
     shown = redact_url(api)
     try:
-        with httpx.Client(base_url=api, timeout=API_TIMEOUT, transport=transport) as client:
+        with httpx.Client(base_url=api, timeout=API_TIMEOUT) as client:
             response = client.get(route, params=days, headers=headers)
     except (httpx.HTTPError, httpx.InvalidURL) as exc:
-        kind = type(exc).__name__
-        raise ApiFailed(f"the API at {shown} is unreachable ({kind}: {exc})") from exc
+        kind = "timed out" if isinstance(exc, httpx.TimeoutException) else "is unreachable"
+        raise ApiFailed(f"the API at {shown} {kind} ({type(exc).__name__}: {exc})") from exc
     if response.status_code != 200:
         status = response.status_code
         raise ApiFailed(f"the API at {shown} answered {status}: {_detail(response)}")
