@@ -303,6 +303,57 @@ def serve(
     module.run(settings)
 
 
+@app.command()
+@_friendly
+def stats(
+    customer: Annotated[
+        Optional[str],
+        typer.Argument(metavar="CUSTOMER", help="customer id, e.g. cust_1", show_default=False),
+    ] = None,
+    all_customers: Annotated[
+        bool, typer.Option("--all", help="all customers together (the API's /stats)")
+    ] = False,
+    from_date: Annotated[
+        Optional[str], typer.Option(help="first UTC day, YYYY-MM-DD [today - 29]")
+    ] = None,
+    to_date: Annotated[Optional[str], typer.Option(help="last UTC day, inclusive [today]")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print the API's JSON body")] = False,
+    as_csv: Annotated[bool, typer.Option("--csv", help="print CSV, one row per day")] = False,
+    api: Annotated[
+        Optional[str],
+        typer.Option(help="ask this running API, e.g. http://127.0.0.1:8000, not InfluxDB"),
+    ] = None,
+    api_key: Annotated[
+        Optional[str],
+        typer.Option(
+            envvar="LOGPIPE_API_KEY",
+            show_envvar=False,
+            help="key sent to --api as a Bearer token [env LOGPIPE_API_KEY]",
+        ),
+    ] = None,
+    influx_url: InfluxUrl = None,
+    database: Database = None,
+) -> None:
+    """Daily totals, failures, uptime and latency of a customer (or --all): what the API
+    answers, as a table, JSON or CSV. Exit code 1 when the range has no requests.
+
+    Example: logpipe stats cust_1 --from-date 2026-10-01 --to-date 2026-10-07
+    """
+    from logpipe import stats_cli as module
+    from logpipe.config import load_settings
+
+    asked = module.asked(customer, everyone=all_customers, from_date=from_date, to_date=to_date)
+    form = module.output_form(as_json=as_json, as_csv=as_csv)
+    if api is None:
+        settings = load_settings(influx_url=influx_url, influx_database=database)
+        body = module.from_influxdb(settings, asked)
+    elif influx_url or database:
+        raise typer.BadParameter("--influx-url and --database read InfluxDB: not with --api")
+    else:
+        body = module.from_api(api, asked, api_key=api_key)
+    module.show(body, form)
+
+
 @app.command("run-all")
 @_friendly
 def run_all(

@@ -42,3 +42,16 @@ class StatePathError(LogpipeError):
 class CleanRefused(LogpipeError):
     """`logpipe clean` removed nothing: run-all's private InfluxDB still runs on its files,
     or nobody confirmed (no terminal to ask, no --yes)."""
+
+
+class BadDates(LogpipeError):
+    """Days asked for that are not dates, that InfluxDB cannot store, or a range out of order
+    or longer than MAX_RANGE_DAYS (the API answers 422)."""
+
+
+class NoRequests(LogpipeError):
+    """No day of the range asked for has requests (the API answers 404)."""
+
+
+class ApiFailed(LogpipeError):
+    """The statistics API (`logpipe stats --api`) could not be reached or refused to answer."""

@@ -1,4 +1,5 @@
-"""Daily statistics: the InfluxQL that computes them and the rows it returns. Pure functions.
+"""Daily statistics: the days asked for, the InfluxQL that computes them, the rows it returns
+and the answer's JSON, the same for the API and `logpipe stats`. Pure functions.
 
 All aggregation happens inside InfluxDB, grouped by UTC day: one statement for totals and
 latencies, one for the counts by status class (and, for a threshold inside a class, one for
@@ -14,12 +15,15 @@ Words used here and in rollup.py and serve/:
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from typing import Any, Generic, TypeVar
 
 from logpipe.config import MEASUREMENT
+from logpipe.errors import BadDates
 from logpipe.influx import Series
 from logpipe.schema import NS_PER_SECOND, influxql_string
 
@@ -35,6 +39,8 @@ LATE_LINES = timedelta(hours=1)
 FIRST_DAY = date(1677, 9, 22)
 LAST_DAY = date(2262, 4, 10)
 """The whole UTC days InfluxDB can store (its timestamps are int64 nanoseconds)."""
+MAX_RANGE_DAYS = 366
+_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 
 Statement = Sequence[Series]
 """The series one InfluxQL statement answered."""
@@ -95,6 +101,73 @@ def live_from(now: datetime) -> date:
 def utc_now() -> datetime:
     """The default clock of everything that asks which days are closed."""
     return datetime.now(timezone.utc)
+
+
+def _parse_day(name: str, value: str) -> date:
+    if not _DATE.fullmatch(value):
+        raise BadDates(f"{name}: {value[:40]!r} is not a date in the form YYYY-MM-DD")
+    try:
+        day = date.fromisoformat(value)
+    except ValueError:
+        raise BadDates(f"{name}: {value!r} is not a real date") from None
+    if not FIRST_DAY <= day <= LAST_DAY:
+        raise BadDates(f"{name}: InfluxDB stores days from {FIRST_DAY} to {LAST_DAY}")
+    return day
+
+
+def date_range(
+    from_date: str | None,
+    to_date: str | None,
+    *,
+    today: date,
+    names: tuple[str, str] = ("from_date", "to_date"),
+) -> tuple[date, date]:
+    """Validate the requested days: both dates real, storable, in order, at most
+    MAX_RANGE_DAYS; no `to_date` is `today`. BadDates names the dates as `names` (the API's
+    query parameters by default, the CLI passes its flags)."""
+    first_name, last_name = names
+    if from_date is None:
+        raise BadDates(f"{first_name} is required (YYYY-MM-DD)")
+    first = _parse_day(first_name, from_date)
+    last = _parse_day(last_name, to_date) if to_date is not None else today
+    if last < first:
+        raise BadDates(f"{last_name} {last} is before {first_name} {first}")
+    if (last - first).days + 1 > MAX_RANGE_DAYS:
+        raise BadDates(f"the range may span at most {MAX_RANGE_DAYS} days")
+    return first, last
+
+
+def to_json(document: Any) -> bytes:
+    """The API's JSON encoding: compact, dates as YYYY-MM-DD."""
+    return json.dumps(document, separators=(",", ":"), default=str).encode()
+
+
+def no_requests(customer_id: str | None, first: date, last: date) -> str:
+    """What the API's 404 and `logpipe stats` say when no day of the range has requests."""
+    return f"no requests for {customer_id or 'any customer'} from {first} to {last}"
+
+
+def stats_json(
+    customer_id: str | None, first: date, last: date, failure_status: int, days: list[DayStats]
+) -> bytes:
+    """The body of a stats answer with days, as the API sends it and `logpipe stats --json`
+    prints it (one function, so they cannot differ); keys in the order of serve's StatsOut."""
+    return to_json(
+        {
+            "customer_id": customer_id,
+            "from_date": first,
+            "to_date": last,
+            "failure_status": failure_status,
+            "days": [vars(day) for day in days],
+        }
+    )
+
+
+def days_of(document: dict[str, Any]) -> list[DayStats]:
+    """The days of a parsed stats body (stats_json's), as DayStats."""
+    return [
+        DayStats(**{**day, "date": date.fromisoformat(day["date"])}) for day in document["days"]
+    ]
 
 
 def day_ns(day: date) -> int:

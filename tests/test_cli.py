@@ -13,7 +13,7 @@ from logpipe.cli import app
 from logpipe.influxd import free_port
 
 runner = CliRunner()
-COMMANDS = ["generate", "process", "serve", "run-all", "clean", "config"]
+COMMANDS = ["generate", "process", "serve", "stats", "run-all", "clean", "config"]
 
 
 @pytest.mark.parametrize("command", COMMANDS)

@@ -6,10 +6,8 @@ service.py.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
-import re
 import tempfile
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Hashable
@@ -26,20 +24,19 @@ from fastapi.security import HTTPBearer
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel
 
-from logpipe import __version__
+from logpipe import __version__, stats
 from logpipe.config import Settings, env_variable, load_settings
-from logpipe.errors import InfluxRejected, InfluxUnavailable
+from logpipe.errors import BadDates, InfluxRejected, InfluxUnavailable
 from logpipe.influx import AsyncInfluxClient
 from logpipe.schema import CUSTOMER_ID_PATTERN
 from logpipe.serve.auth import ADMIN, ApiKey, PerCaller, bearer_secret, find_key, parse_api_keys
 from logpipe.serve.cache import Answer, ResponseCache
 from logpipe.serve.metrics import CACHE_LOOKUPS, MetricsMiddleware, exposition
 from logpipe.serve.service import StatsService
-from logpipe.stats import FIRST_DAY, LAST_DAY, DayStats, utc_now
+from logpipe.stats import MAX_RANGE_DAYS, DayStats, stats_json, to_json, utc_now
 
 log = logging.getLogger(__name__)
 
-MAX_RANGE_DAYS = 366
 DEFAULT_DAYS = 30
 """What /customers counts when asked for no days."""
 PER_CALLER_QUERIES = 1
@@ -54,7 +51,6 @@ PAGE_HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "no-referrer",
 }
-_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 
 
 class StatsOut(BaseModel):
@@ -85,34 +81,12 @@ class CustomersOut(BaseModel):
     """Pass as `offset` for the next page; null on the last page."""
 
 
-def _parse_day(name: str, value: str) -> date:
-    if not _DATE.fullmatch(value):
-        raise HTTPException(422, f"{name}: {value[:40]!r} is not a date in the form YYYY-MM-DD")
-    try:
-        day = date.fromisoformat(value)
-    except ValueError:
-        raise HTTPException(422, f"{name}: {value!r} is not a real date") from None
-    if not FIRST_DAY <= day <= LAST_DAY:
-        raise HTTPException(422, f"{name}: InfluxDB stores days from {FIRST_DAY} to {LAST_DAY}")
-    return day
-
-
 def date_range(from_date: str | None, to_date: str | None, *, today: date) -> tuple[date, date]:
-    """Validate the requested days: both dates real, storable, in order, at most
-    MAX_RANGE_DAYS."""
-    if from_date is None:
-        raise HTTPException(422, "from_date is required (YYYY-MM-DD)")
-    first = _parse_day("from_date", from_date)
-    last = _parse_day("to_date", to_date) if to_date is not None else today
-    if last < first:
-        raise HTTPException(422, f"to_date {last} is before from_date {first}")
-    if (last - first).days + 1 > MAX_RANGE_DAYS:
-        raise HTTPException(422, f"the range may span at most {MAX_RANGE_DAYS} days")
-    return first, last
-
-
-def _json(document: Any) -> bytes:
-    return json.dumps(document, separators=(",", ":"), default=str).encode()
+    """stats.date_range, its BadDates a 422."""
+    try:
+        return stats.date_range(from_date, to_date, today=today)
+    except BadDates as exc:
+        raise HTTPException(422, str(exc)) from None
 
 
 def render_stats(
@@ -120,16 +94,8 @@ def render_stats(
 ) -> Answer:
     """The answer of a stats route: 404 when no day of the range has requests."""
     if not days:
-        who = customer_id or "any customer"
-        return 404, _json({"detail": f"no requests for {who} from {first} to {last}"})
-    document = {
-        "customer_id": customer_id,
-        "from_date": first,
-        "to_date": last,
-        "failure_status": failure_status,
-        "days": [vars(day) for day in days],
-    }
-    return 200, _json(document)
+        return 404, to_json({"detail": stats.no_requests(customer_id, first, last)})
+    return 200, stats_json(customer_id, first, last, failure_status, days)
 
 
 @dataclass(frozen=True)
@@ -284,7 +250,7 @@ async def customers(
 
     async def compute() -> Answer:
         page = await service.customers(who.customer_id, first, last, limit=limit, offset=offset)
-        return 200, _json(
+        return 200, to_json(
             {
                 "customers": [{"customer_id": c, "total_requests": n} for c, n in page],
                 "from_date": first,
