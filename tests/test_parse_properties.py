@@ -1,0 +1,99 @@
+"""The fast text path against the careful one, on random chunks: the same points byte for
+byte and in order, the same rejects (offsets and reasons) and the same days."""
+
+from datetime import date
+
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
+
+from logpipe.process.parse import MAX_LINE_BYTES, Chunk, parse_chunk, parse_text_chunk
+
+
+def mostly(valid, odd):
+    """Valid three times in four: lines with every field valid must be common."""
+    return st.one_of(valid, valid, valid, odd)
+
+
+dates = mostly(
+    st.dates(date(1678, 1, 1), date(2261, 12, 31)).map(str),
+    st.one_of(
+        st.dates().map(str),  # 0001..9999: outside what InfluxDB stores too
+        st.sampled_from(
+            [
+                "2026-02-30",
+                "2026-13-01",
+                "2026-1-06",
+                "2026-10-6",
+                "\uff12\uff10\uff12\uff16-10-06",
+            ]
+        ),
+    ),
+)
+clocks = mostly(
+    st.times().map(lambda t: t.strftime("%H:%M:%S")),
+    st.sampled_from(["24:00:00", "23:60:00", "23:59:60", "9:42:36", "09:42", "٠٩:42:36"]),
+)
+customers = mostly(
+    st.from_regex(r"[A-Za-z0-9_.:-]{1,128}", fullmatch=True),
+    st.sampled_from(["cust$2", "a,b", "a=b", "ü", "c" * 129, "c\x00"]),
+)
+paths = mostly(
+    st.from_regex(r"/[a-z0-9/._-]{0,12}", fullmatch=True),
+    st.one_of(
+        st.text(st.characters(codec="ascii"), min_size=1, max_size=12),
+        st.text(st.sampled_from('/ab"\\ =,\x00\t\x7f\x1cé'), min_size=1, max_size=12),
+        st.just("/" + "p" * 2100),
+    ),
+)
+statuses = mostly(
+    st.integers(100, 599).map(str),
+    st.one_of(
+        st.integers(0, 1000).map(str),
+        st.sampled_from(["2O1", "+20", "099", "٢٠١", "201.0"]),
+    ),
+)
+latencies = mostly(
+    st.one_of(
+        st.decimals(min_value=0, max_value=100, places=3).map(str),  # 0.500, 7.000
+        st.from_regex(r"[0-9]{1,10}(\.[0-9]{0,10})?", fullmatch=True),  # 1., 007, 1.00001
+    ),
+    st.one_of(
+        st.floats(allow_nan=True, allow_infinity=True).map(repr),
+        st.sampled_from(
+            ["1.", ".5", "1e3", "nan", "-0", "-0.5", "1_0", "0.00001", "0." + "0" * 40]
+        ),
+    ),
+)
+seed_lines = st.builds(
+    lambda *fields: " ".join(fields), dates, clocks, customers, paths, statuses, latencies
+)
+lines = st.one_of(
+    seed_lines,
+    seed_lines,
+    seed_lines.map(lambda line: line.replace(" ", "  ", 1)),
+    seed_lines.map(lambda line: line + " extra"),
+    st.sampled_from(["", "   ", "\r", "junk", "x" * (MAX_LINE_BYTES + 1)]),
+    st.text(max_size=30),
+)
+endings = st.sampled_from(["\n", "\r\n"])
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    body=st.lists(st.tuples(lines, endings), max_size=25),
+    last_newline=st.booleans(),
+    offset=st.integers(0, 2**40),
+    salt=st.integers(0, 2**32 - 1),
+)
+@example(
+    body=[("2026-10-06 09:42:36 cust_2 /a\x00b 201 0.500", "\n")],
+    last_newline=True,
+    offset=0,
+    salt=0,
+)
+def test_the_fast_text_path_is_the_careful_path(body, last_newline, offset, salt):
+    text = "".join(line + ending for line, ending in body)
+    if not last_newline and text.endswith("\n"):
+        text = text[:-1]
+    chunk = Chunk("/logs/a.log", offset, text.encode("utf-8", "surrogatepass"), salt, "id")
+    assert parse_text_chunk(chunk) == parse_chunk(chunk)
