@@ -41,9 +41,10 @@ def split(log: Path, files: int) -> list[Path]:
     return parts
 
 
-def cluster(url: str, parts: list[Path], processes: int, work: Path) -> tuple[float, list[int]]:
-    """Seconds for `processes` cluster processes to store every part; lines each read."""
-    settings = settings_for(url, f"cluster{processes}", work / f"state{processes}")
+def cluster(url: str, parts: list[Path], processes: int, state: Path) -> tuple[float, list[int]]:
+    """Seconds for `processes` cluster processes to store every part (from a fresh `state`
+    directory: nothing read before); the lines each read."""
+    settings = settings_for(url, f"cluster{processes}", state)
     addresses = ";".join(f"127.0.0.1:{free_port()}" for _ in range(processes))
     inputs = [arg for part in parts for arg in ("--input", str(part))]
     started = time.perf_counter()
@@ -89,7 +90,10 @@ def main() -> None:
                     if name == "ceiling":
                         runs[name].append(ceiling(influx.url, log, "ceiling"))
                     else:
-                        seconds, read = cluster(influx.url, parts, int(name[0]), work)
+                        state = work / f"state-{round_}-{name[0]}"
+                        seconds, read = cluster(influx.url, parts, int(name[0]), state)
+                        if sum(read) != args.lines:
+                            raise SystemExit(f"{name} read {sum(read)} of {args.lines} lines")
                         runs[name].append(seconds)
                         shares = read if name == "2 processes" else shares
                     settle(influx.pid)

@@ -1,6 +1,6 @@
 """Ingest benchmark: `logpipe process --once` against the raw InfluxDB ceiling, same run.
 
-    python bench/ingest.py [--lines 1000000] [--rounds 2]
+    python bench/ingest.py [--lines 1000000] [--rounds 2] [--rss-sizes 200000,1000000,3000000]
 
 Ceiling and pipeline are measured `--rounds` times, alternately, each round on a fresh
 server (the pipeline once InfluxDB is idle after the ceiling); the ratio is of their medians,
@@ -12,6 +12,8 @@ the file, from process start to exit (parsing, batching, writing, recovery snaps
 Freshness: a followed file fed by `logpipe generate --rate 10000`; a second followed file
 gets a probe line every 50 ms, and the time until each probe is queryable is measured.
 Startup: from starting `logpipe process` on a one-line log to that line being queryable.
+Memory: the processor's peak RSS over `process --once` of 200,000, 1,000,000 and 3,000,000
+lines (`--rss-sizes`), each into a fresh server.
 """
 
 from __future__ import annotations
@@ -139,6 +141,23 @@ def startup(url: str, work: Path, runs: int = 3) -> list[float]:
     return delays
 
 
+def peak_rss_by_size(work: Path, sizes: list[int]) -> dict[int, float]:
+    """The processor's peak RSS (MB) over a whole `process --once` of files of `sizes`
+    lines, each into a fresh server: memory must not grow with the file."""
+    peaks = {}
+    for lines in sizes:
+        log = work / f"rss-{lines}.log"
+        options = GenerateOptions(rate=0, total=lines, customers=50, seed=2, backfill_days=30)
+        generate(log, options)
+        with LocalInfluxd(work / f"influxd-rss-{lines}") as server:
+            settings = settings_for(server.url, "rss", work / f"rss-state-{lines}")
+            peaks[lines] = run_logpipe(
+                settings, "process", "--input", str(log), "--once"
+            ).peak_rss_mb
+        log.unlink()
+    return peaks
+
+
 def p99(values: list[float]) -> float:
     ordered = sorted(values)
     return ordered[max(0, int(len(ordered) * 0.99 + 0.5) - 1)]
@@ -148,6 +167,9 @@ def main() -> dict[str, float]:
     parser = argparse.ArgumentParser()
     parser.add_argument("--lines", type=int, default=1_000_000)
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument(
+        "--rss-sizes", default="200000,1000000,3000000", help="file sizes (lines) for peak RSS"
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="logpipe-bench-") as tmp:
         work = Path(tmp)
@@ -170,6 +192,8 @@ def main() -> dict[str, float]:
         with LocalInfluxd(work / "influxd-fresh") as server:
             starts = startup(server.url, work)
             delays = freshness(server.url, work)
+        sizes = [int(size) for size in args.rss_sizes.split(",") if size]
+        peaks = peak_rss_by_size(work, sizes)
     ceiling_s = statistics.median(ceilings)
     pipeline_s = statistics.median(run.seconds for run in runs)
     peak_rss_mb = max(run.peak_rss_mb for run in runs)
@@ -185,6 +209,7 @@ def main() -> dict[str, float]:
         "fresh_p99_ms": p99(delays) * 1000,
         "probes": len(delays),
         "startup_s": statistics.median(starts),
+        **{f"peak_rss_mb_{lines}": mb for lines, mb in peaks.items()},
     }
     each = ", ".join(f"{c:.2f}/{r.seconds:.2f} s" for c, r in zip(ceilings, runs, strict=True))
     rows = [
@@ -200,6 +225,9 @@ def main() -> dict[str, float]:
         f" p99 {figures['fresh_p99_ms']:.0f} ms (target p99 <= 500)",
         f"startup, `logpipe process` to its first line stored: median {figures['startup_s']:.2f} s"
         f" ({', '.join(f'{s:.2f}' for s in starts)} s)",
+        "processor peak RSS by file size: "
+        + ", ".join(f"{lines:,} lines {mb:.0f} MB" for lines, mb in peaks.items())
+        + " (target <= 150)",
     ]
     print("\n".join(rows))
     return figures
