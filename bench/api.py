@@ -221,10 +221,10 @@ def main() -> dict[str, float]:
     print(f"API under 64 clients, {args.seconds} s each, uvicorn with {args.workers} workers,")
     print(f"random customer of {CUSTOMERS} over {first}..{last} ({args.lines:,} requests stored)")
     rounds = ", ".join(
-        f"{on['rps']:.0f}/{bare['rps']:.0f}"
+        f"{on['rps']:.0f}/{bare['rps']:.0f} req/s, p99 {on['p99_ms']:.1f}/{bare['p99_ms']:.1f} ms"
         for on, bare in zip(runs["cache on"], runs["ceiling"], strict=True)
     )
-    print(f"medians of {args.rounds} alternate rounds (cache on/ceiling req/s: {rounds})")
+    print(f"medians of {args.rounds} alternate rounds (cache on/ceiling: {rounds})")
     print(
         f"  {'':12s} {'req/s':>8s} {'p50 ms':>8s} {'p99 ms':>8s} {'vs ceiling':>10s}"
         f" {'errors':>7s}"

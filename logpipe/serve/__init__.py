@@ -6,6 +6,7 @@ service.py.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import tempfile
@@ -308,6 +309,18 @@ async def _rejected(request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse({"detail": "InfluxDB refused the query"}, status_code=502)
 
 
+class _Api(FastAPI):
+    """FastAPI behind a front door: the metrics, then the response cache, as plain ASGI
+    callables before FastAPI's own layers (error pages, telemetry, body limit, routing), so
+    a repeated request answered from the cache never enters FastAPI. The front door passes
+    everything else (and every request it does not answer) to FastAPI unchanged."""
+
+    front: Callable[[Any, Any, Any], Awaitable[None]]
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        await self.front(scope, receive, send)
+
+
 def create_app(
     settings: Settings,
     *,
@@ -344,7 +357,7 @@ def create_app(
         finally:
             await client.aclose()
 
-    app = FastAPI(
+    app = _Api(
         title="logpipe",
         version=__version__,
         description="Per-customer daily request statistics, computed inside InfluxDB.",
@@ -353,8 +366,8 @@ def create_app(
     app.state.web = _Web(
         keys, cache, PerCaller(PER_CALLER_QUERIES, patience=settings.query_timeout), cache_control
     )
-    app.add_middleware(cache.around)
-    app.add_middleware(MetricsMiddleware)  # outermost: it times and counts the hits too
+    # outermost the metrics: they time and count the cache's answers too
+    app.front = MetricsMiddleware(cache.around(functools.partial(FastAPI.__call__, app)))
     app.add_exception_handler(InfluxUnavailable, _unavailable)
     app.add_exception_handler(InfluxRejected, _rejected)
     app.include_router(guarded, dependencies=[Security(_bearer)] if keys else [])
