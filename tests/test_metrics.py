@@ -17,7 +17,7 @@ async def _teapot(scope: dict[str, Any], receive: Any, send: Any) -> None:
     await send({"type": "http.response.body", "body": b""})
 
 
-def _request(method: str) -> None:
+def _request(method: str, middleware: MetricsMiddleware | None = None) -> None:
     """One request through the middleware; its route is unmatched (no router set one)."""
 
     async def receive() -> dict[str, Any]:
@@ -27,7 +27,7 @@ def _request(method: str) -> None:
         pass
 
     scope = {"type": "http", "method": method, "path": "/", "headers": []}
-    asyncio.run(MetricsMiddleware(_teapot)(scope, receive, send))
+    asyncio.run((middleware or MetricsMiddleware(_teapot))(scope, receive, send))
 
 
 def _count(exposed: bytes, method: str) -> float:
@@ -58,3 +58,17 @@ def test_made_up_methods_are_counted_together_as_other():
     assert _count(after, "other") - _count(before, "other") == 3
     assert _count(after, "GET") - _count(before, "GET") == 1
     assert b"BREW" not in after and b"PROPFIND" not in after and b"XXXX" not in after
+
+
+def test_the_series_one_middleware_keeps_are_bounded_by_their_labels():
+    """The middleware keeps each labelled series it used, by label values: made-up methods
+    share one, so a client cannot grow what it keeps."""
+    middleware = MetricsMiddleware(_teapot)
+    before, _ = exposition()
+    for n in range(50):
+        _request(f"M{n}", middleware)
+    _request("GET", middleware)
+    after, _ = exposition()
+    assert _count(after, "other") - _count(before, "other") == 50
+    assert set(middleware._counted) == {("unmatched", "other", 418), ("unmatched", "GET", 418)}
+    assert set(middleware._timed) == {"unmatched"}

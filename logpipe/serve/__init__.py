@@ -32,7 +32,7 @@ from logpipe.influx import AsyncInfluxClient
 from logpipe.schema import CUSTOMER_ID_PATTERN
 from logpipe.serve.auth import ADMIN, ApiKey, PerCaller, bearer_secret, find_key, parse_api_keys
 from logpipe.serve.cache import Answer, ResponseCache
-from logpipe.serve.metrics import CACHE_LOOKUPS, MetricsMiddleware, exposition
+from logpipe.serve.metrics import CACHE_HITS, CACHE_MISSES, MetricsMiddleware, exposition
 from logpipe.serve.service import StatsService
 from logpipe.stats import MAX_RANGE_DAYS, DayStats, stats_json, to_json, utc_now
 
@@ -155,7 +155,7 @@ async def _answer(
         compute,
         waited=(lambda: web.per_caller.run(who, compute)) if web.keys is not None else None,
     )
-    CACHE_LOOKUPS.labels("hit" if hit else "miss").inc()
+    (CACHE_HITS if hit else CACHE_MISSES).inc()
     headers = {"Cache-Control": web.cache_control}
     return Response(body, status_code=status, media_type="application/json", headers=headers)
 

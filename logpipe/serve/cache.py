@@ -29,7 +29,7 @@ from typing import Any, NamedTuple
 from starlette.requests import Request
 
 from logpipe.serve.auth import ApiKey, bearer_secret, find_key
-from logpipe.serve.metrics import CACHE_LOOKUPS
+from logpipe.serve.metrics import CACHE_HITS
 from logpipe.stats import DayStats
 
 Answer = tuple[int, bytes]
@@ -209,7 +209,7 @@ class ResponseCache:
                 answer = self.kept(learned.key)
                 if answer is not None:
                     scope["route"] = learned.route
-                    CACHE_LOOKUPS.labels("hit").inc()
+                    CACHE_HITS.inc()
                     status, body = answer
                     length = (b"content-length", str(len(body)).encode())
                     start = {"status": status, "headers": [length, *self._headers]}

@@ -20,6 +20,8 @@ from prometheus_client import (
 REQUESTS = Counter("logpipe_api_requests", "API requests", ["route", "method", "status"])
 REQUEST_SECONDS = Histogram("logpipe_api_request_seconds", "API request time", ["route"])
 CACHE_LOOKUPS = Counter("logpipe_api_cache_lookups", "Stats cache lookups", ["result"])
+CACHE_HITS = CACHE_LOOKUPS.labels("hit")
+CACHE_MISSES = CACHE_LOOKUPS.labels("miss")
 QUERY_SECONDS = Histogram("logpipe_influx_query_seconds", "InfluxDB query time")
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"})
 """HTTP methods counted under their own name."""
@@ -47,6 +49,11 @@ class MetricsMiddleware:
 
     def __init__(self, app: Any) -> None:
         self.app = app
+        # The labelled series, looked up once: `labels()` costs as much as the rest of a
+        # cached answer's bookkeeping. Bounded by the routes x METHODS x statuses the app
+        # answers with (a few hundred), as the series themselves are.
+        self._counted: dict[tuple[str, str, int], Any] = {}
+        self._timed: dict[str, Any] = {}
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -64,7 +71,15 @@ class MetricsMiddleware:
         try:
             await self.app(scope, receive, send_and_note)
         finally:
-            route = scope.get("route")
-            path = getattr(route, "path", "unmatched")
-            REQUESTS.labels(path, method_label(scope["method"]), str(status)).inc()
-            REQUEST_SECONDS.labels(path).observe(time.perf_counter() - started)
+            elapsed = time.perf_counter() - started
+            path = getattr(scope.get("route"), "path", "unmatched")
+            series = (path, method_label(scope["method"]), status)
+            counted = self._counted.get(series)
+            if counted is None:
+                counted = REQUESTS.labels(path, series[1], str(status))
+                self._counted[series] = counted
+            counted.inc()
+            timed = self._timed.get(path)
+            if timed is None:
+                timed = self._timed[path] = REQUEST_SECONDS.labels(path)
+            timed.observe(elapsed)
