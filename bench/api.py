@@ -29,10 +29,16 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from common import logpipe_env, run_logpipe, settings_for, settle
+from common import (
+    logpipe_env,
+    run_logpipe,
+    seed_log,
+    settings_for,
+    settle,
+    start_server,
+    stop_server,
+)
 
-from logpipe.generate import GenerateOptions
-from logpipe.generate import run as generate
 from logpipe.influxd import LocalInfluxd, free_port
 
 CUSTOMERS = 50
@@ -42,29 +48,6 @@ request = function()
   return wrk.format("GET", path)
 end
 """
-
-
-def _wait_ready(url: str, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(url, timeout=1).status_code < 500:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    raise SystemExit(f"{url} did not answer")
-
-
-def _server(args: list[str], env: dict[str, str], url: str) -> subprocess.Popen[bytes]:
-    server = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    _wait_ready(url)
-    return server
-
-
-def _stop(server: subprocess.Popen[bytes]) -> None:
-    server.terminate()
-    server.wait(15)
 
 
 def _ms(value: str, unit: str) -> float:
@@ -159,10 +142,7 @@ def main() -> dict[str, float]:
     with tempfile.TemporaryDirectory(prefix="logpipe-bench-api-") as tmp:
         work = Path(tmp)
         log = work / "api.log"
-        options = GenerateOptions(
-            rate=0, total=args.lines, customers=CUSTOMERS, seed=3, backfill_days=30
-        )
-        generate(log, options)
+        seed_log(log, args.lines, seed=3, customers=CUSTOMERS)
         with log.open("rb") as f:
             first = f.read(10).decode()
             f.seek(-200, os.SEEK_END)
@@ -186,28 +166,30 @@ def main() -> dict[str, float]:
             # Cache on and the ceiling alternately, `rounds` times: medians of both.
             for _ in range(args.rounds):
                 env = {**logpipe_env(settings), "LOGPIPE_CACHE_TTL": "5"}
-                server = _server(serve, env, probe)
+                server = start_server(serve, env, probe)
                 try:
                     warm_up(base, first, last, computed=args.workers * CUSTOMERS)
                     answer.write_bytes(httpx.get(probe).content)
                     settle(influx.pid)
                     runs.setdefault("cache on", []).append(wrk(base, script, args.seconds))
                 finally:
-                    _stop(server)
-                server = _server(bare, {**os.environ, "BENCH_ANSWER": str(answer)}, probe)
+                    stop_server(server)
+                server = start_server(bare, {**os.environ, "BENCH_ANSWER": str(answer)}, probe)
                 try:
                     warm_up(base, first, last)
                     settle(influx.pid)
                     runs.setdefault("ceiling", []).append(wrk(base, script, args.seconds))
                 finally:
-                    _stop(server)
-            server = _server(serve, {**logpipe_env(settings), "LOGPIPE_CACHE_TTL": "0"}, probe)
+                    stop_server(server)
+            server = start_server(
+                serve, {**logpipe_env(settings), "LOGPIPE_CACHE_TTL": "0"}, probe
+            )
             try:
                 settle(influx.pid)
                 singles = single_requests(base, first, last)
                 runs["cache off"] = [wrk(base, script, args.seconds)]
             finally:
-                _stop(server)
+                stop_server(server)
     results = {
         label: {key: statistics.median(run[key] for run in each) for key in each[0]}
         for label, each in runs.items()

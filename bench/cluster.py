@@ -24,11 +24,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from common import logpipe_env, settings_for, settle
+from common import logpipe_env, seed_log, settings_for, settle
 from ingest import ceiling
 
-from logpipe.generate import GenerateOptions
-from logpipe.generate import run as generate
 from logpipe.influxd import LocalInfluxd, free_port
 
 
@@ -77,10 +75,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="logpipe-bench-cluster-") as tmp:
         work = Path(tmp)
         log = work / "api.log"
-        generate(
-            log,
-            GenerateOptions(rate=0, total=args.lines, customers=50, seed=5, backfill_days=30),
-        )
+        seed_log(log, args.lines, seed=5)
         parts = split(log, args.files)
         runs: dict[str, list[float]] = {"ceiling": [], "1 process": [], "2 processes": []}
         shares: list[int] = []

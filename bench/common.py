@@ -1,4 +1,5 @@
-"""Shared by the benchmarks: a fresh influxd, child processes with their peak RSS, tables."""
+"""Shared by the benchmarks (and scripts/screenshots.py): the seed log, child processes
+with their peak RSS, a server started and stopped, InfluxDB settling."""
 
 from __future__ import annotations
 
@@ -9,7 +10,11 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
+
 from logpipe.config import Settings, load_settings
+from logpipe.generate import GenerateOptions
+from logpipe.generate import run as generate
 
 
 @dataclass
@@ -17,6 +22,34 @@ class ChildRun:
     seconds: float
     peak_rss_mb: float
     output: str
+
+
+def seed_log(path: Path, lines: int, *, seed: int, customers: int = 50) -> None:
+    """The benchmarks' log: `lines` seed-format requests over the last 30 days."""
+    options = GenerateOptions(
+        rate=0, total=lines, customers=customers, seed=seed, backfill_days=30
+    )
+    generate(path, options)
+
+
+def start_server(args: list[str], env: dict[str, str], url: str) -> subprocess.Popen[bytes]:
+    """Start a server process and return once `url` answers (below 500) within 30 s."""
+    server = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(url, timeout=1).status_code < 500:
+                return server
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    stop_server(server)
+    raise SystemExit(f"{url} did not answer")
+
+
+def stop_server(server: subprocess.Popen[bytes]) -> None:
+    server.terminate()
+    server.wait(15)
 
 
 def logpipe_env(settings: Settings) -> dict[str, str]:

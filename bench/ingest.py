@@ -31,11 +31,9 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from common import logpipe_env, run_logpipe, settings_for, settle
+from common import logpipe_env, run_logpipe, seed_log, settings_for, settle
 
 from logpipe.errors import InfluxRejected
-from logpipe.generate import GenerateOptions
-from logpipe.generate import run as generate
 from logpipe.influx import InfluxClient
 from logpipe.influxd import LocalInfluxd
 from logpipe.process.parse import Chunk, parse_chunk
@@ -147,8 +145,7 @@ def peak_rss_by_size(work: Path, sizes: list[int]) -> dict[int, float]:
     peaks = {}
     for lines in sizes:
         log = work / f"rss-{lines}.log"
-        options = GenerateOptions(rate=0, total=lines, customers=50, seed=2, backfill_days=30)
-        generate(log, options)
+        seed_log(log, lines, seed=2)
         with LocalInfluxd(work / f"influxd-rss-{lines}") as server:
             settings = settings_for(server.url, "rss", work / f"rss-state-{lines}")
             peaks[lines] = run_logpipe(
@@ -174,10 +171,7 @@ def main() -> dict[str, float]:
     with tempfile.TemporaryDirectory(prefix="logpipe-bench-") as tmp:
         work = Path(tmp)
         log = work / "api.log"
-        generate(
-            log,
-            GenerateOptions(rate=0, total=args.lines, customers=50, seed=1, backfill_days=30),
-        )
+        seed_log(log, args.lines, seed=1)
         ceilings, runs = [], []
         for n in range(args.rounds):  # each round on a fresh server, as alike as can be
             with LocalInfluxd(work / f"influxd{n}") as server:

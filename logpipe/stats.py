@@ -40,6 +40,8 @@ FIRST_DAY = date(1677, 9, 22)
 LAST_DAY = date(2262, 4, 10)
 """The whole UTC days InfluxDB can store (its timestamps are int64 nanoseconds)."""
 MAX_RANGE_DAYS = 366
+DEFAULT_DAYS = 30
+"""The days shown when none are asked for: the API's /customers, `logpipe stats`."""
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 
 Statement = Sequence[Series]
@@ -135,6 +137,11 @@ def date_range(
     if (last - first).days + 1 > MAX_RANGE_DAYS:
         raise BadDates(f"the range may span at most {MAX_RANGE_DAYS} days")
     return first, last
+
+
+def days_ending(last: date, days: int = DEFAULT_DAYS) -> tuple[date, date]:
+    """The `days` UTC days ending on `last`, inclusive, as (first, last)."""
+    return last - timedelta(days=days - 1), last
 
 
 def to_json(document: Any) -> bytes:

@@ -15,7 +15,7 @@ import dataclasses
 import io
 import json
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import date
 from typing import Any, Literal
 
 import httpx
@@ -29,10 +29,16 @@ from logpipe.errors import ApiFailed, BadDates, NoRequests
 from logpipe.influx import AsyncInfluxClient
 from logpipe.schema import is_valid_customer_id
 from logpipe.serve.service import StatsService
-from logpipe.stats import DayStats, date_range, days_of, no_requests, stats_json, utc_now
+from logpipe.stats import (
+    DayStats,
+    date_range,
+    days_ending,
+    days_of,
+    no_requests,
+    stats_json,
+    utc_now,
+)
 
-DEFAULT_DAYS = 30
-"""The range without --from-date: the last 30 UTC days, today included."""
 BAR_WIDTH = 16
 """Cells of the busiest day's bar: the table fits 80 columns up to a p99 of 99,999.9 ms."""
 API_TIMEOUT = 30.0
@@ -62,8 +68,8 @@ def asked(
     today: date | None = None,
 ) -> Asked:
     """The arguments, checked as the API checks a request (stats.date_range); a mistake is
-    a usage error (one line, exit code 2). Without --from-date the range is the DEFAULT_DAYS
-    ending on --to-date, or on `today` (default: today in UTC)."""
+    a usage error (one line, exit code 2). Without --from-date the range is the
+    stats.DEFAULT_DAYS ending on --to-date, or on `today` (default: today in UTC)."""
     if customer is not None and everyone:
         raise typer.BadParameter("give a CUSTOMER or --all, not both")
     if customer is None and not everyone:
@@ -76,9 +82,9 @@ def asked(
     today = today or utc_now().date()
     start = from_date
     if start is None:
-        try:  # the DEFAULT_DAYS ending on --to-date; a bad one is date_range's to explain
+        try:  # the days ending on --to-date; a bad one is date_range's to explain
             end = today if to_date is None else date.fromisoformat(to_date)
-            start = (end - timedelta(days=DEFAULT_DAYS - 1)).isoformat()
+            start = days_ending(end)[0].isoformat()
         except (ValueError, OverflowError):
             start = to_date
     try:

@@ -10,22 +10,20 @@ the page or the generator does.
 
 from __future__ import annotations
 
-import subprocess
 import sys
 import tempfile
-import time
 from datetime import date, timedelta
 from pathlib import Path
 
-import httpx
-
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
+
+from common import logpipe_env, run_logpipe, settings_for, start_server, stop_server  # noqa: E402
 
 from logpipe.generate import GenerateOptions  # noqa: E402
 from logpipe.generate import run as generate  # noqa: E402
 from logpipe.influxd import LocalInfluxd, free_port  # noqa: E402
-from tests.browser import DESKTOP, PHONE, chromium, open_page  # noqa: E402
+from tests.browser import DESKTOP, PHONE, chromium, emulate, open_page  # noqa: E402
 
 FIRST = date(2026, 10, 1)
 DAYS = 30
@@ -45,48 +43,24 @@ def main() -> None:
         )
         generate(log, options)
         with LocalInfluxd(work / "influxd") as influx:
-            env = {
-                "PATH": "/usr/local/bin:/usr/bin:/bin",
-                "LOGPIPE_INFLUX_URL": influx.url,
-                "LOGPIPE_STATE_DIR": str(work / "state"),
-            }
-            logpipe = [sys.executable, "-m", "logpipe"]
-            subprocess.run(
-                [*logpipe, "process", "--input", str(log), "--once"], env=env, check=True
-            )
-            subprocess.run([*logpipe, "rollup"], env=env, check=True)
+            settings = settings_for(influx.url, "logpipe", work / "state")
+            run_logpipe(settings, "process", "--input", str(log), "--once")
+            run_logpipe(settings, "rollup")
             port = free_port()
             base = f"http://127.0.0.1:{port}"
-            serve = subprocess.Popen([*logpipe, "serve", "--port", str(port)], env=env)
+            serve = [sys.executable, "-m", "logpipe", "serve", "--port", str(port)]
+            server = start_server(serve, logpipe_env(settings), f"{base}/healthz")
             try:
-                _wait_ready(f"{base}/healthz")
                 for size, name in ((DESKTOP, "desktop"), (PHONE, "phone")):
                     with chromium(size) as browser:
                         open_page(browser, f"{base}/{view}")
                         height = browser.execute_script("return document.body.scrollHeight")
-                        browser.execute_cdp_cmd(
-                            "Emulation.setDeviceMetricsOverride",
-                            {"width": size[0], "height": height, "deviceScaleFactor": 1,
-                             "mobile": size[0] < 600},
-                        )  # fmt: skip
+                        emulate(browser, size[0], height)  # the whole page, one picture
                         path = docs / f"dashboard-{name}.png"
                         browser.save_screenshot(str(path))
                         print(f"{path.relative_to(ROOT)}: {size[0]} x {height}")
             finally:
-                serve.terminate()
-                serve.wait(10)
-
-
-def _wait_ready(url: str, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            if httpx.get(url, timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            if time.monotonic() > deadline:
-                raise
-        time.sleep(0.1)
+                stop_server(server)
 
 
 if __name__ == "__main__":

@@ -39,15 +39,20 @@ def chromium(size: tuple[int, int] = DESKTOP) -> Iterator[webdriver.Chrome]:
         options.add_argument(argument)
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     session = webdriver.Chrome(service=Service(driver), options=options)
-    # A headless window is at least 500 px wide: a phone's screen is emulated instead.
-    metrics = {"width": size[0], "height": size[1], "deviceScaleFactor": 1}
-    session.execute_cdp_cmd(
-        "Emulation.setDeviceMetricsOverride", {**metrics, "mobile": size[0] < 600}
-    )
+    emulate(session, *size)
     try:
         yield session
     finally:
         session.quit()
+
+
+def emulate(session: webdriver.Chrome, width: int, height: int) -> None:
+    """Show pages on a `width` x `height` screen (CSS pixels, a phone's below 600 wide): a
+    headless window is at least 500 px wide, so a phone's screen is emulated."""
+    metrics = {"width": width, "height": height, "deviceScaleFactor": 1}
+    session.execute_cdp_cmd(
+        "Emulation.setDeviceMetricsOverride", {**metrics, "mobile": width < 600}
+    )
 
 
 def open_page(session: webdriver.Chrome, url: str, *, timeout: float = 30.0) -> None:

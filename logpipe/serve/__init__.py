@@ -14,7 +14,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Hashable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 from pathlib import Path as FilePath
 from typing import Annotated, Any
 
@@ -38,8 +38,6 @@ from logpipe.stats import MAX_RANGE_DAYS, DayStats, stats_json, to_json, utc_now
 
 log = logging.getLogger(__name__)
 
-DEFAULT_DAYS = 30
-"""What /customers counts when asked for no days."""
 PER_CALLER_QUERIES = 1
 """Uncached answers one API key may have computed at once, per worker: fewer than the
 worker's query slots (service.QUERY_SLOTS), so one key never holds them all."""
@@ -243,7 +241,7 @@ async def customers(
     service = _service(request)
     today = service.today()
     if from_date is None and to_date is None:
-        first, last = today - timedelta(days=(days or DEFAULT_DAYS) - 1), today
+        first, last = stats.days_ending(today, days or stats.DEFAULT_DAYS)
     elif days is not None:
         raise HTTPException(422, "give either days or from_date/to_date, not both")
     else:
