@@ -455,8 +455,9 @@ def _serve_two_workers(module_settings, port: int, tmp: str) -> subprocess.Popen
 def test_two_workers_answer_every_range_exactly(module_settings, loaded, tmp_path):
     """Issue 12, case 1: a worker asked days -5..-1, then -9..today; another then asked
     -9..today and answered 4 of 9 days (it took a file the first had written for other
-    days), then 404 for -5..-1. Every answer of either worker must be exact, and no request
-    may leave a file behind."""
+    days), then 404 for -5..-1. Every answer of either worker must be exact, whichever
+    computed it (they share answers by their whole key now), and no request may leave a
+    file behind."""
     today = datetime.now(timezone.utc).date()
     days = [today - timedelta(days=n) for n in range(9, -1, -1)]
     lines = [f"{day} 08:00:0{n % 2} pair /a {200 + 300 * (n % 3 == 0)} 0.{n + 1}"
@@ -512,6 +513,9 @@ def test_two_workers_answer_every_range_exactly(module_settings, loaded, tmp_pat
         metrics,
     )
     assert float(total.group(1)) == sent + 30  # both workers' requests, added up
+    # each range was computed by one worker and taken by the other (SharedAnswers)
+    shared = re.search(r"^logpipe_api_shared_answers_total (\S+)$", metrics, re.MULTILINE)
+    assert float(shared.group(1)) >= 1
 
 
 def _answers(url: str) -> bool:

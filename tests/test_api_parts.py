@@ -1,9 +1,11 @@
-"""The API's parts without a server: API keys, the per-caller limit, the response cache and
-the closed days' cache."""
+"""The API's parts without a server: API keys, the per-caller limit, the response cache (with
+the answers its workers share) and the closed days' cache."""
 
 from __future__ import annotations
 
 import asyncio
+import itertools
+import logging
 from datetime import date, datetime, timezone
 
 import httpx
@@ -13,7 +15,8 @@ from fastapi import HTTPException
 from logpipe.config import load_settings
 from logpipe.errors import ConfigError
 from logpipe.serve.auth import PerCaller, find_key, parse_api_keys
-from logpipe.serve.cache import ClosedDays, ResponseCache
+from logpipe.serve.cache import ClosedDays, ResponseCache, SharedAnswers
+from logpipe.serve.metrics import SHARED_ANSWERS
 from logpipe.stats import DayStats
 from tests.conftest import running_api
 
@@ -457,6 +460,173 @@ def test_the_oldest_answers_are_dropped_beyond_max_entries():
         return kept, again, cache.fresh("b"), len(cache._entries)
 
     assert asyncio.run(main()) == ([None, 2, 3], (4, False), None, 2)
+
+
+# -- SharedAnswers: the workers of one server compute for each other -------------------------
+
+
+def _workers(tmp_path, clock, count: int = 2, **options) -> list[ResponseCache]:
+    """The response caches of `count` workers of one server."""
+    path = tmp_path / "answers.sqlite3"
+    SharedAnswers.create(path)
+    return [_cache(5.0, clock=clock, shared=path, **options) for _ in range(count)]
+
+
+def _counting(clock, computed: list):
+    async def compute():
+        computed.append(clock.now)
+        await asyncio.sleep(0)
+        return 200, f"answer {len(computed)}".encode()
+
+    return compute
+
+
+def test_a_worker_takes_another_ones_answer_with_the_age_it_has(tmp_path):
+    """A taken answer counts from when the other worker began computing it: it is never
+    served 2 ttl after that, whichever worker serves it."""
+    clock, computed = Clock(), []
+    compute = _counting(clock, computed)
+
+    async def main():
+        a, b = _workers(tmp_path, clock, jitter=0)
+        seen = [await a.get("k", compute)]
+        clock.now = 3.0
+        seen.append(await b.get("k", compute))  # taken: computed at 0.0
+        clock.now = 9.99
+        seen.append(b.kept("k"))  # stale, still servable; b's refresh starts
+        await asyncio.sleep(0.01)
+        clock.now = 10.0
+        seen.append(a.kept("k"))  # a's answer from 0.0: too old
+        return seen
+
+    assert asyncio.run(main()) == [
+        ((200, b"answer 1"), False),
+        ((200, b"answer 1"), False),
+        (200, b"answer 1"),
+        None,
+    ]
+    assert computed == [0.0, 9.99]  # b refreshed itself: nothing newer to take
+
+
+def test_two_workers_under_load_compute_each_answer_once_per_lifetime(tmp_path):
+    """With jittered lifetimes (4 to 5 s here) the worker that computed an answer expires
+    first and computes the next one (with the closed days it holds); the other takes it.
+    Alone, each would compute its own."""
+    clock, computed = Clock(), []
+
+    def compute_in(worker: int):
+        async def compute():
+            computed.append((worker, clock.now))
+            return 200, b"answer"
+
+        return compute
+
+    async def main():
+        workers = _workers(tmp_path, clock)
+        for _ in range(1000):  # 100 s, both workers asked every 0.1 s
+            for n, cache in enumerate(workers):
+                if cache.kept("k") is None:
+                    await cache.get("k", compute_in(n))
+            await asyncio.sleep(0)
+            clock.now = round(clock.now + 0.1, 1)
+
+    taken_before = SHARED_ANSWERS._value.get()
+    asyncio.run(main())
+    assert 100 / 5 <= len(computed) <= 100 / 4 + 1
+    assert {worker for worker, _ in computed} == {0}
+    times = [when for _, when in computed]
+    assert all(later - earlier >= 4.0 for earlier, later in itertools.pairwise(times))
+    # each answer taken once, by the other worker
+    assert len(computed) - 1 <= SHARED_ANSWERS._value.get() - taken_before <= len(computed)
+
+
+def test_a_worker_never_takes_the_answer_it_holds(tmp_path):
+    clock, computed = Clock(), []
+    compute = _counting(clock, computed)
+
+    async def main():
+        a, _ = _workers(tmp_path, clock, jitter=0)
+        await a.get("k", compute)
+        clock.now = 5.0  # expired this instant: its own answer is still in the table
+        stale = a.kept("k")  # served while its refresh runs
+        await asyncio.sleep(0.01)
+        return stale, a.fresh("k")
+
+    assert asyncio.run(main()) == ((200, b"answer 1"), (200, b"answer 2"))
+    assert computed == [0.0, 5.0]
+
+
+def test_a_worker_waits_for_the_computation_another_one_is_making(tmp_path):
+    clock, release, calls = Clock(), asyncio.Event(), []
+
+    async def compute():
+        calls.append(1)
+        await release.wait()
+        return 200, b"computed once"
+
+    async def main():
+        a, b = _workers(tmp_path, clock)
+        first = asyncio.ensure_future(a.get("k", compute))
+        await asyncio.sleep(0.01)  # a has claimed it
+        second = asyncio.ensure_future(b.get("k", compute))
+        await asyncio.sleep(0.05)  # b is waiting for a's
+        release.set()
+        return await first, await second
+
+    assert asyncio.run(main()) == (((200, b"computed once"), False),) * 2
+    assert calls == [1]
+
+
+def test_a_failed_computation_gives_up_its_claim_at_once(tmp_path):
+    clock, failing = Clock(), asyncio.Event()
+
+    async def fails():
+        await failing.wait()
+        raise RuntimeError("InfluxDB down")
+
+    async def works():
+        return 200, b"from b"
+
+    async def main():
+        a, b = _workers(tmp_path, clock, patience=3600.0)  # b would wait for an hour
+        first = asyncio.ensure_future(a.get("k", fails))
+        await asyncio.sleep(0.01)
+        second = asyncio.ensure_future(b.get("k", works))
+        await asyncio.sleep(0.05)
+        failing.set()
+        with pytest.raises(RuntimeError):
+            await first
+        return await asyncio.wait_for(second, 10)
+
+    assert asyncio.run(main()) == ((200, b"from b"), False)
+
+
+def test_shared_answers_keep_at_most_max_entries_and_nothing_too_old(tmp_path):
+    from logpipe.serve.cache import _Computed
+
+    clock = Clock()
+    path = tmp_path / "answers.sqlite3"
+    SharedAnswers.create(path)
+    table = SharedAnswers(path, max_age=5.0, max_entries=3, clock=clock)
+    for n in range(5):
+        table.offer(("stats", n), _Computed(0.0, (200, b"%d" % n)))
+    found = [table.claim(("stats", n), since=0.0, now=0.0) for n in range(5)]
+    assert found[2:] == [_Computed(0.0, (200, b"%d" % n), taken=True) for n in (2, 3, 4)]
+    assert found[:2] == [None, None]  # dropped, so these two are claimed now
+    clock.now = 6.0
+    table.offer(("stats", 9), _Computed(6.0, (200, b"9")))  # the others are over max_age
+    assert table.claim(("stats", 4), since=-1.0, now=6.0) is None
+
+
+def test_a_broken_shared_file_costs_sharing_not_answers(tmp_path, caplog):
+    path = tmp_path / "answers.sqlite3"
+    path.write_bytes(b"not a database " * 100)
+    clock, computed = Clock(), []
+    cache = _cache(5.0, clock=clock, shared=path)
+    with caplog.at_level(logging.WARNING, logger="logpipe.serve.cache"):
+        answer = asyncio.run(cache.get("k", _counting(clock, computed)))
+    assert answer == ((200, b"answer 1"), False)
+    assert "shared answers: file is not a database" in caplog.text
 
 
 # -- ClosedDays ----------------------------------------------------------------------------

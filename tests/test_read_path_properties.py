@@ -1,6 +1,7 @@
 """Property test of the whole read path (issue 12): random sequences of writes (rewrites of
 stored points included), rollup builds, clock ticks and reads through one or two API
-workers (apps with caches of their own, sharing one real influxd). Every day of every answer
+workers (apps with caches of their own, sharing one real influxd and, as `serve --workers`
+does, the answers they compute: SharedAnswers). Every day of every answer
 must equal an independent computation over the points stored at some moment no longer ago
 than the stated staleness: 2 * cache_ttl for live days, history_cache_ttl + 2 * cache_ttl
 for closed days (see serve/cache.py)."""
@@ -21,6 +22,7 @@ from logpipe.influx import InfluxClient
 from logpipe.rollup import Rollups, marker_lines, new_token
 from logpipe.schema import NS_PER_SECOND, point_line
 from logpipe.serve import create_app
+from logpipe.serve.cache import SharedAnswers
 from logpipe.stats import day_ns, live_from
 from tests.reference import daily_stats_of
 
@@ -89,6 +91,17 @@ TODAY_AFTER_TWO_TTLS = [
     ("read", 0, "a", 2, 2),
 ]
 
+A_TAKEN_ANSWER_KEEPS_ITS_AGE = [
+    ("write", "a", DAYS[-1], 0, 200, 100, True),
+    ("read", 0, "a", 2, 2),  # computed by worker 0
+    ("write", "a", DAYS[-1], 1, 200, 500, False),
+    ("tick", 0.5),
+    ("read", 1, "a", 2, 2),  # worker 1 takes it (SharedAnswers), half a second old
+    ("tick", 6.0),
+    *[("tick", 0.5)] * 7,
+    ("read", 1, "a", 2, 2),  # 2 ttl after worker 0 began computing it: not served
+]
+
 
 def _reference(points: dict[Point, tuple[int, int]]) -> dict[str, dict[str, dict]]:
     """Each customer's ("*": everyone's) statistics by day, from the points stored."""
@@ -117,7 +130,14 @@ async def _scenario(influx_url: str, state_dir, ops: list, workers: int) -> None
         history_cache_ttl=CLOSED_TTL,
     )
     clock = [1000.0]
-    apps = [create_app(config, now=lambda: NOW, clock=lambda: clock[0]) for _ in range(workers)]
+    shared = None
+    if workers > 1:
+        shared = state_dir / f"answers-{config.influx_database}.sqlite3"
+        SharedAnswers.create(shared)
+    apps = [
+        create_app(config, now=lambda: NOW, clock=lambda: clock[0], shared=shared)
+        for _ in range(workers)
+    ]
     points: dict[Point, tuple[int, int]] = {}
     history = [(clock[0], _reference(points))]  # (since when, the statistics from then on)
     live = live_from(NOW)
@@ -205,6 +225,7 @@ def test_every_answer_is_exact_or_at_most_the_stated_staleness_old(influxd, tmp_
     @example(ops=REWRITE_UNDER_A_ROLLUP)  # issue 12, case 2
     @example(ops=EVERYONE_AFTER_A_REWRITE)
     @example(ops=TODAY_AFTER_TWO_TTLS)
+    @example(ops=A_TAKEN_ANSWER_KEEPS_ITS_AGE)
     def check(ops: list) -> None:
         asyncio.run(_scenario(influxd.url, tmp_path, ops, workers))
 

@@ -31,7 +31,7 @@ from logpipe.errors import BadDates, InfluxRejected, InfluxUnavailable
 from logpipe.influx import AsyncInfluxClient
 from logpipe.schema import CUSTOMER_ID_PATTERN
 from logpipe.serve.auth import ADMIN, ApiKey, PerCaller, bearer_secret, find_key, parse_api_keys
-from logpipe.serve.cache import Answer, ResponseCache
+from logpipe.serve.cache import Answer, ResponseCache, SharedAnswers
 from logpipe.serve.metrics import CACHE_HITS, CACHE_MISSES, MetricsMiddleware, exposition
 from logpipe.serve.service import StatsService
 from logpipe.stats import MAX_RANGE_DAYS, DayStats, stats_json, to_json, utc_now
@@ -42,6 +42,8 @@ PER_CALLER_QUERIES = 1
 """Uncached answers one API key may have computed at once, per worker: fewer than the
 worker's query slots (service.QUERY_SLOTS), so one key never holds them all."""
 RETRY_AFTER_SECONDS = 5
+SHARED_ANSWERS_ENV = "LOGPIPE_SERVE_SHARED_ANSWERS"
+"""Where `serve` tells its worker processes the SharedAnswers file is (not a setting)."""
 DASHBOARD = FilePath(__file__).parent / "dashboard"
 """The dashboard page and its assets (Chart.js vendored: see dashboard/vendor/README.md)."""
 PAGE_HEADERS = {
@@ -325,11 +327,12 @@ def create_app(
     transport: httpx.AsyncBaseTransport | None = None,
     now: Callable[[], datetime] = utc_now,
     clock: Callable[[], float] = time.monotonic,
+    shared: FilePath | None = None,
 ) -> FastAPI:
     """The API, with one pooled InfluxDB client for the app's lifetime. `now` is the wall
-    clock (an aware UTC datetime), `clock` the monotonic one the caches expire by. Key
-    settings that are set but name no valid key raise ConfigError: access control never
-    fails open."""
+    clock (an aware UTC datetime), `clock` the monotonic one the caches expire by; `shared`
+    the SharedAnswers file of a server's workers. Key settings that are set but name no
+    valid key raise ConfigError: access control never fails open."""
     secret = settings.api_keys
     keys = None if secret is None else parse_api_keys(secret.get_secret_value())
     ttl = int(settings.cache_ttl)
@@ -344,6 +347,8 @@ def create_app(
         today=lambda: now().date(),
         cache_control=cache_control,
         clock=clock,
+        shared=shared,
+        patience=settings.query_timeout,
     )
 
     @asynccontextmanager
@@ -376,7 +381,8 @@ def create_app(
 
 def app_from_environment() -> FastAPI:
     """The app factory of each uvicorn worker process: settings from LOGPIPE_* and .env."""
-    return create_app(load_settings())
+    shared = os.environ.get(SHARED_ANSWERS_ENV)
+    return create_app(load_settings(), shared=FilePath(shared) if shared else None)
 
 
 def _export(settings: Settings) -> None:
@@ -398,8 +404,13 @@ def run(settings: Settings) -> None:
         uvicorn.run(app, **options)  # type: ignore[arg-type]
         return
     _export(settings)
-    with tempfile.TemporaryDirectory(prefix="logpipe-serve-") as metrics_dir:
-        os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir  # workers add up their metrics
+    with tempfile.TemporaryDirectory(prefix="logpipe-serve-") as private:  # mode 0700
+        metrics_dir = FilePath(private, "metrics")
+        metrics_dir.mkdir()
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)  # workers add them up
+        answers = FilePath(private, "answers.sqlite3")
+        SharedAnswers.create(answers)
+        os.environ[SHARED_ANSWERS_ENV] = str(answers)
         uvicorn.run(
             "logpipe.serve:app_from_environment",
             factory=True,

@@ -12,28 +12,41 @@
   seconds (LOGPIPE_HISTORY_CACHE_TTL): closed days change only by a backfill, so a refresh
   of an answer asks InfluxDB for the live days only. At most `max_entries` days.
 
-Each worker process has its own; nothing is shared between processes (every answer comes
-from this worker's own queries, so workers can only differ by the staleness above).
+Each worker process has its own of both. With several workers, the ResponseCaches of one
+`logpipe serve` also offer each other the answers they compute, through SharedAnswers: a
+table in the server's private directory, keyed by a hash of the answer's key (the route and
+every parameter the answer depends on). It halves InfluxDB's work for refreshes with two
+workers, which set the API's p99 under load (bench/RESULTS.md). An answer taken from it
+keeps the time its computation began, so the bound above holds whichever worker computed it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import logging
+import math
 import random
+import sqlite3
 import time
 from collections.abc import Awaitable, Callable, Hashable, Mapping
 from dataclasses import dataclass, field
 from datetime import date
+from pathlib import Path
 from typing import Any, NamedTuple
 
 from starlette.requests import Request
 
 from logpipe.serve.auth import ApiKey, bearer_secret, find_key
-from logpipe.serve.metrics import CACHE_HITS
+from logpipe.serve.metrics import CACHE_HITS, SHARED_ANSWERS
 from logpipe.stats import DayStats
+
+log = logging.getLogger(__name__)
 
 Answer = tuple[int, bytes]
 """A rendered answer: HTTP status and JSON body."""
+SHARED_POLL_SECONDS = 0.01
+"""How often a worker waiting for another's computation (SharedAnswers) asks again."""
 MAX_QUERY_BYTES = 256
 """Longer query strings are not learned: FastAPI ignores unknown parameters, so a client
 could otherwise fill the table with padding (uvicorn accepts 64 KiB)."""
@@ -45,14 +58,140 @@ def drop_oldest(entries: dict[Any, Any], limit: int) -> None:
         del entries[next(iter(entries))]
 
 
+class _Computed(NamedTuple):
+    started: float
+    """When the computation began (by the cache's clock): the points it read are that new."""
+    answer: Answer
+    taken: bool = False
+    """Computed by another worker (SharedAnswers)."""
+
+
 @dataclass
 class _Entry:
-    task: asyncio.Future[Answer]
+    task: asyncio.Future[_Computed]
     """The answer, or its computation while it runs."""
     compute: Callable[[], Awaitable[Answer]]
     """How to compute it again (a refresh)."""
     fresh_until: float = float("inf")
-    refresh: asyncio.Future[Answer] | None = field(default=None)
+    refresh: asyncio.Future[_Computed] | None = field(default=None)
+
+
+class SharedAnswers:
+    """Rendered answers the worker processes of one `logpipe serve` compute for each other:
+    one SQLite file in the server's private directory (0700, removed when it stops), by a
+    SHA-256 of the answer's key, with the time its computation began.
+
+    A worker about to compute an answer first claims it (`claim`): if another worker's
+    computation of it began at `since` or later, it gets that answer, or, while that one
+    still runs, the claim's start (it waits and asks again); otherwise its claim is written
+    and it computes, then `offer`s the answer (or `release`s the claim when it fails).
+    Claim and check are one transaction, so of two workers only one computes.
+
+    Bound: at most `max_entries` rows, the latest written (older ones are deleted as new
+    ones arrive, and rows older than `max_age` too, since no one may take them). The file
+    is a cache: after an SQLite error (logged once) this worker shares nothing more and
+    computes its answers itself. A claim waits at most `busy_timeout` seconds for another
+    worker's write. The clock must be the same in every process: time.monotonic is
+    system-wide on Linux."""
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        max_age: float,
+        max_entries: int = 1000,
+        busy_timeout: float = 0.05,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._max_age = max_age
+        self._max_entries = max_entries
+        self._clock = clock
+        self._db: sqlite3.Connection | None = None
+        try:
+            self._db = sqlite3.connect(path, timeout=busy_timeout, isolation_level=None)
+            self._db.execute("PRAGMA synchronous = OFF")  # a cache: a crash may lose it all
+        except sqlite3.Error as exc:
+            self._broken(exc)
+
+    def _broken(self, exc: sqlite3.Error) -> None:
+        log.warning("shared answers: %s; this worker computes its answers alone", exc)
+        if self._db is not None:
+            self._db.close()
+        self._db = None
+
+    @staticmethod
+    def create(path: Path) -> None:
+        """Make the table, once, before the workers start."""
+        db = sqlite3.connect(path, isolation_level=None)
+        try:
+            db.execute("PRAGMA journal_mode = WAL")  # readers never wait for a writer
+            db.execute(
+                "CREATE TABLE IF NOT EXISTS answers (id INTEGER PRIMARY KEY, key BLOB UNIQUE,"
+                " started REAL NOT NULL, status INTEGER, body BLOB)"  # NULL: being computed
+            )
+        finally:
+            db.close()
+
+    @staticmethod
+    def _hash(key: Hashable) -> bytes:
+        # repr of the keys' parts (str, int, date, None) is the same in every process
+        return hashlib.sha256(repr(key).encode()).digest()
+
+    def claim(self, key: Hashable, *, since: float, now: float) -> _Computed | float | None:
+        """Another worker's answer of `key` computed from `since` on; or the start of its
+        computation while it runs; or None: this worker computes it, from `now`."""
+        db = self._db
+        if db is None:
+            return None
+        try:
+            with db:  # BEGIN IMMEDIATE: claims are one at a time
+                db.execute("BEGIN IMMEDIATE")
+                row = db.execute(
+                    "SELECT started, status, body FROM answers WHERE key = ? AND started >= ?",
+                    (self._hash(key), since),
+                ).fetchone()
+                if row is None:
+                    db.execute(
+                        "INSERT OR REPLACE INTO answers (key, started) VALUES (?, ?)",
+                        (self._hash(key), now),
+                    )
+        except sqlite3.Error as exc:
+            self._broken(exc)
+            return None
+        if row is None:
+            return None
+        started, status, body = row
+        return started if body is None else _Computed(started, (status, body), taken=True)
+
+    def offer(self, key: Hashable, computed: _Computed) -> None:
+        """The answer of this worker's claim (or of a computation it made without one)."""
+        status, body = computed.answer
+        self._write(
+            "INSERT OR REPLACE INTO answers (key, started, status, body) VALUES (?, ?, ?, ?)",
+            (self._hash(key), computed.started, status, body),
+        )
+
+    def release(self, key: Hashable, started: float) -> None:
+        """Drop this worker's claim of `key`, made at `started`: its computation failed."""
+        self._write(
+            "DELETE FROM answers WHERE key = ? AND started = ? AND body IS NULL",
+            (self._hash(key), started),
+        )
+
+    def _write(self, sql: str, values: tuple[Any, ...]) -> None:
+        db = self._db
+        if db is None:
+            return
+        try:
+            with db:
+                db.execute("BEGIN IMMEDIATE")
+                last = db.execute(sql, values).lastrowid or 0
+                db.execute(
+                    "DELETE FROM answers WHERE id <= ? OR started < ?",
+                    (last - self._max_entries, self._clock() - self._max_age),
+                )
+        except sqlite3.Error as exc:
+            self._broken(exc)
 
 
 class _Learned(NamedTuple):
@@ -83,9 +222,14 @@ class ResponseCache:
         max_entries: int = 10_000,
         jitter: float = 0.2,
         clock: Callable[[], float] = time.monotonic,
+        shared: Path | None = None,
+        patience: float = 5.0,
     ) -> None:
         """`jitter`: lifetimes are up to that fraction shorter than `ttl`, never longer, so
-        answers computed together do not all send their refreshes in the same instant."""
+        answers computed together do not all send their refreshes in the same instant.
+        `shared`: the SharedAnswers file of the other workers (made by SharedAnswers.create),
+        if any; `patience`: how long to wait for another worker's computation before making
+        one's own."""
         self.ttl = ttl
         self._keys = keys
         self._today = today
@@ -99,6 +243,10 @@ class ResponseCache:
         self._entries: dict[Hashable, _Entry] = {}
         self._learned: dict[tuple[str, str, bytes, date], _Learned] = {}
         self._app: Any = None
+        self._shared = (
+            SharedAnswers(shared, max_age=ttl, clock=clock) if shared and ttl > 0 else None
+        )
+        self._polls = int(patience / SHARED_POLL_SECONDS)
 
     async def get(
         self,
@@ -115,14 +263,14 @@ class ResponseCache:
         entry = self._entries.get(key)
         if entry is not None:
             if not entry.task.done():  # being computed: wait for the same answer
-                return await asyncio.shield(entry.task), True
+                return (await asyncio.shield(entry.task)).answer, True
             answer = self.kept(key)
             if answer is not None:
                 return answer, True
         entry = _Entry(self._start(key, None, waited or compute), compute)
         self._entries[key] = entry
         drop_oldest(self._entries, self._max_entries)
-        return await asyncio.shield(entry.task), False
+        return (await asyncio.shield(entry.task)).answer, False
 
     def kept(self, key: Hashable) -> Answer | None:
         """The computed answer of `key` if it may be served: fresh, or stale for up to
@@ -135,30 +283,77 @@ class ResponseCache:
             return None
         if now >= entry.fresh_until and entry.refresh is None:
             entry.refresh = self._start(key, entry, entry.compute)
-        return entry.task.result()
+        return entry.task.result().answer
 
     def fresh(self, key: Hashable) -> Answer | None:
         """The answer kept for `key` if it is computed and fresh, without computing anything."""
         entry = self._entries.get(key)
         if entry is None or not entry.task.done() or self._clock() >= entry.fresh_until:
             return None
-        return entry.task.result()
+        return entry.task.result().answer
 
     def _start(
         self, key: Hashable, stale: _Entry | None, compute: Callable[[], Awaitable[Answer]]
-    ) -> asyncio.Future[Answer]:
-        started = self._clock()
+    ) -> asyncio.Future[_Computed]:
         # A task of its own, so a client that goes away does not cancel it for the others.
-        task = asyncio.ensure_future(compute())
-        task.add_done_callback(lambda done: self._settle(key, stale, started, done))
+        held = stale.task.result().started if stale is not None else -math.inf
+        task = asyncio.ensure_future(self._computed(key, compute, held))
+        task.add_done_callback(lambda done: self._settle(key, stale, done))
         return task
 
+    async def _computed(
+        self, key: Hashable, compute: Callable[[], Awaitable[Answer]], held: float
+    ) -> _Computed:
+        """The answer of `key`: another worker's when there is one to take (`_claim`) newer
+        than the one held (whose computation began at `held`), else computed here and
+        offered to the others."""
+        shared = self._shared
+        started = self._clock()
+        if shared is not None:
+            claimed = await self._claim(shared, key, held)
+            if isinstance(claimed, _Computed):
+                SHARED_ANSWERS.inc()
+                return claimed
+            started = claimed
+        try:
+            answer = await compute()
+        except BaseException:
+            if shared is not None:
+                shared.release(key, started)
+            raise
+        computed = _Computed(started, answer)
+        if shared is not None:
+            shared.offer(key, computed)
+        return computed
+
+    async def _claim(self, shared: SharedAnswers, key: Hashable, held: float) -> _Computed | float:
+        """Another worker's answer of `key` if its computation began recently enough to be
+        fresh for any lifetime given here (so taking it never starts a refresh, and of two
+        workers the one whose answer expires first computes for both), waiting up to
+        `patience` while it runs; else when this worker's computation begins."""
+        for _ in range(self._polls):
+            started = self._clock()
+            since = max(started - self.ttl * (1 - self._jitter), math.nextafter(held, math.inf))
+            found = shared.claim(key, since=since, now=started)
+            if found is None or isinstance(found, _Computed):
+                return started if found is None else found
+            await asyncio.sleep(SHARED_POLL_SECONDS)  # being computed by another worker
+        return self._clock()
+
     def _settle(
-        self, key: Hashable, stale: _Entry | None, started: float, task: asyncio.Future[Answer]
+        self, key: Hashable, stale: _Entry | None, task: asyncio.Future[_Computed]
     ) -> None:
         failed = task.cancelled() or task.exception() is not None
         # fresh from when the computation began: the points it read are at least that new
-        fresh_until = started + self.ttl * (1 - self._jitter * random.random())
+        computed = None if failed else task.result()
+        if computed is None:
+            fresh_until = 0.0
+        elif computed.taken:
+            # The longest lifetime: the worker that computed this answer expires first, so
+            # it computes the next one too, with the closed days it holds (see ClosedDays).
+            fresh_until = computed.started + self.ttl
+        else:
+            fresh_until = computed.started + self.ttl * (1 - self._jitter * random.random())
         if stale is not None:  # a background refresh
             stale.refresh = None
             if not failed and self._entries.get(key) is stale:

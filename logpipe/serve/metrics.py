@@ -22,6 +22,9 @@ REQUEST_SECONDS = Histogram("logpipe_api_request_seconds", "API request time", [
 CACHE_LOOKUPS = Counter("logpipe_api_cache_lookups", "Stats cache lookups", ["result"])
 CACHE_HITS = CACHE_LOOKUPS.labels("hit")
 CACHE_MISSES = CACHE_LOOKUPS.labels("miss")
+SHARED_ANSWERS = Counter(
+    "logpipe_api_shared_answers", "Answers taken from another worker instead of computed"
+)
 QUERY_SECONDS = Histogram("logpipe_influx_query_seconds", "InfluxDB query time")
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"})
 """HTTP methods counted under their own name."""

@@ -3,7 +3,8 @@ validates and renders around it).
 
 The whole read path, from a request to InfluxDB:
 
-    request ─ ResponseCache (serve/cache.py: whole answers, never older than 2 * cache_ttl)
+    request ─ ResponseCache (serve/cache.py: whole answers, never older than 2 * cache_ttl;
+            │   with several workers, each answer computed by one of them: SharedAnswers)
             ─ FastAPI route (serve/__init__.py: access, validation, per-key limit, JSON)
             ─ StatsService.stats()
                 ─ ClosedDays (serve/cache.py: closed days, never older than
