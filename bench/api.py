@@ -96,13 +96,32 @@ def single_requests(
     return times
 
 
-def _cache_misses(base: str) -> float:
-    """Answers the server computed (cache misses), summed over its worker processes."""
-    found = re.search(
-        r'logpipe_api_cache_lookups_total\{result="miss"\} (\S+)',
-        httpx.get(f"{base}/metrics").text,
-    )
+def _counter(base: str, series: str) -> float:
+    """A counter of the server's /metrics, summed over its worker processes."""
+    found = re.search(rf"^{re.escape(series)} (\S+)$", httpx.get(f"{base}/metrics").text, re.M)
     return float(found.group(1)) if found else 0.0
+
+
+def _cache_misses(base: str) -> float:
+    """Answers the server computed (cache misses)."""
+    return _counter(base, 'logpipe_api_cache_lookups_total{result="miss"}')
+
+
+WORK = {
+    "influx_queries": "logpipe_influx_query_seconds_count",
+    "taken": "logpipe_api_shared_answers_total",
+}
+"""What the cached API did during a run: InfluxDB queries (refreshes), answers one worker
+took from another."""
+
+
+def loaded_wrk(base: str, script: Path, seconds: int) -> dict[str, float]:
+    """wrk's figures, and the server's WORK during the run."""
+    before = {name: _counter(base, series) for name, series in WORK.items()}
+    figures = wrk(base, script, seconds)
+    for name, series in WORK.items():
+        figures[name] = _counter(base, series) - before[name]
+    return figures
 
 
 def warm_up(base: str, first: str, last: str, *, computed: int = 0, rounds: int = 12) -> None:
@@ -171,7 +190,7 @@ def main() -> dict[str, float]:
                     warm_up(base, first, last, computed=args.workers * CUSTOMERS)
                     answer.write_bytes(httpx.get(probe).content)
                     settle(influx.pid)
-                    runs.setdefault("cache on", []).append(wrk(base, script, args.seconds))
+                    runs.setdefault("cache on", []).append(loaded_wrk(base, script, args.seconds))
                 finally:
                     stop_server(server)
                 server = start_server(bare, {**os.environ, "BENCH_ANSWER": str(answer)}, probe)
@@ -219,6 +238,11 @@ def main() -> dict[str, float]:
         )
         for key, value in r.items():
             figures[f"{label.replace(' ', '_')}_{key}"] = value
+    work = results["cache on"]
+    print(
+        f"  cache on, during a run: {work['influx_queries']:.0f} InfluxDB queries,"
+        f" {work['taken']:.0f} answers taken from another worker"
+    )
     everyone, everyone_covered = singles.pop("*")
     figures["single_all_customers_ms"] = statistics.median(everyone)
     typical = {name: (statistics.median(ms), covered) for name, (ms, covered) in singles.items()}
