@@ -6,6 +6,9 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import sqlite3
+import subprocess
+import sys
 from datetime import date, datetime, timezone
 
 import httpx
@@ -15,7 +18,7 @@ from fastapi import HTTPException
 from logpipe.config import load_settings
 from logpipe.errors import ConfigError
 from logpipe.serve.auth import PerCaller, find_key, parse_api_keys
-from logpipe.serve.cache import ClosedDays, ResponseCache, SharedAnswers
+from logpipe.serve.cache import ClosedDays, ResponseCache, SharedAnswers, _Computed
 from logpipe.serve.metrics import SHARED_ANSWERS
 from logpipe.stats import DayStats
 from tests.conftest import running_api
@@ -492,20 +495,19 @@ def test_a_worker_takes_another_ones_answer_with_the_age_it_has(tmp_path):
         seen = [await a.get("k", compute)]
         clock.now = 3.0
         seen.append(await b.get("k", compute))  # taken: computed at 0.0
-        clock.now = 9.99
-        seen.append(b.kept("k"))  # stale, still servable; b's refresh starts
-        await asyncio.sleep(0.01)
+        clock.now = 5.0
+        seen.append(b.fresh("k"))  # fresh until 0.0 + ttl, not 3.0 + ttl
         clock.now = 10.0
-        seen.append(a.kept("k"))  # a's answer from 0.0: too old
+        seen.append(b.kept("k"))  # 2 ttl after a began computing it: not served
         return seen
 
     assert asyncio.run(main()) == [
         ((200, b"answer 1"), False),
         ((200, b"answer 1"), False),
-        (200, b"answer 1"),
+        None,
         None,
     ]
-    assert computed == [0.0, 9.99]  # b refreshed itself: nothing newer to take
+    assert computed == [0.0]
 
 
 def test_two_workers_under_load_compute_each_answer_once_per_lifetime(tmp_path):
@@ -601,21 +603,85 @@ def test_a_failed_computation_gives_up_its_claim_at_once(tmp_path):
     assert asyncio.run(main()) == ((200, b"from b"), False)
 
 
-def test_shared_answers_keep_at_most_max_entries_and_nothing_too_old(tmp_path):
-    from logpipe.serve.cache import _Computed
+def _table(tmp_path, name: str, clock, **options) -> SharedAnswers:
+    path = tmp_path / f"{name}.sqlite3"
+    if not path.exists():
+        SharedAnswers.create(path)
+    return SharedAnswers(path, max_age=5.0, clock=clock, **options)
 
+
+def test_shared_answers_keep_at_most_max_entries_and_nothing_too_old(tmp_path):
     clock = Clock()
+    small = _table(tmp_path, "small", clock, max_entries=3)
+    for n in range(5):
+        small.offer(("stats", n), _Computed(0.0, (200, b"%d" % n)))
+    other = _table(tmp_path, "small", clock)  # another worker's view
+    assert [other.claim(("stats", n), since=0.0, now=0.0) for n in (4, 3, 2)] == [
+        _Computed(0.0, (200, b"%d" % n), taken=True) for n in (4, 3, 2)
+    ]
+    assert other.claim(("stats", 0), since=0.0, now=0.0) is None  # dropped: claimed now
+    roomy = _table(tmp_path, "roomy", clock)
+    roomy.offer(("stats", "old"), _Computed(0.0, (200, b"old")))
+    clock.now = 6.0
+    roomy.offer(("stats", "new"), _Computed(6.0, (200, b"new")))  # "old" is over max_age
+    other = _table(tmp_path, "roomy", clock)
+    assert other.claim(("stats", "old"), since=-1.0, now=6.0) is None
+    assert other.claim(("stats", "new"), since=-1.0, now=6.0) == (
+        _Computed(6.0, (200, b"new"), taken=True)
+    )
+
+
+def test_a_claim_of_a_process_that_died_is_nobodys(tmp_path):
+    clock = Clock()
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)  # fmt: skip
     path = tmp_path / "answers.sqlite3"
     SharedAnswers.create(path)
-    table = SharedAnswers(path, max_age=5.0, max_entries=3, clock=clock)
-    for n in range(5):
-        table.offer(("stats", n), _Computed(0.0, (200, b"%d" % n)))
-    found = [table.claim(("stats", n), since=0.0, now=0.0) for n in range(5)]
-    assert found[2:] == [_Computed(0.0, (200, b"%d" % n), taken=True) for n in (2, 3, 4)]
-    assert found[:2] == [None, None]  # dropped, so these two are claimed now
-    clock.now = 6.0
-    table.offer(("stats", 9), _Computed(6.0, (200, b"9")))  # the others are over max_age
-    assert table.claim(("stats", 4), since=-1.0, now=6.0) is None
+    with sqlite3.connect(path) as db:  # what a worker killed while computing leaves
+        db.execute(
+            "INSERT INTO answers (key, started, owner, pid) VALUES (?, 0.0, 1, ?)",
+            (SharedAnswers._hash("k"), int(dead.stdout)),
+        )
+    alive = _table(tmp_path, "answers", clock)
+    assert alive.claim("k", since=0.0, now=1.0) is None  # no wait: claimed here
+    later = _table(tmp_path, "answers", clock)
+    assert later.claim("k", since=0.0, now=1.5) == 1.0  # a live claim: wait for it
+
+
+def test_a_busy_table_skips_one_write_and_sharing_goes_on(tmp_path, caplog):
+    clock = Clock()
+    table = _table(tmp_path, "answers", clock, busy_timeout=0.01)
+    holder = sqlite3.connect(tmp_path / "answers.sqlite3", isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")  # another worker in the middle of a write
+    with caplog.at_level(logging.WARNING, logger="logpipe.serve.cache"):
+        assert table.claim("k", since=0.0, now=0.0) is None  # computed without a claim
+        table.offer("k", _Computed(0.0, (200, b"skipped")))
+    holder.execute("ROLLBACK")
+    table.offer("k", _Computed(0.0, (200, b"shared")))
+    other = _table(tmp_path, "answers", clock)
+    assert other.claim("k", since=0.0, now=0.0) == _Computed(0.0, (200, b"shared"), taken=True)
+    assert caplog.text == ""
+
+
+def test_a_cancelled_computation_gives_up_its_claim(tmp_path):
+    clock = Clock()
+
+    async def forever():
+        await asyncio.Event().wait()
+
+    async def works():
+        return 200, b"from b"
+
+    async def main():
+        a, b = _workers(tmp_path, clock, patience=3600.0)
+        first = asyncio.ensure_future(a._computed("k", forever, -1.0))
+        await asyncio.sleep(0.01)  # a has claimed it
+        second = asyncio.ensure_future(b.get("k", works))
+        await asyncio.sleep(0.05)
+        first.cancel()  # the server stopping, say
+        return await asyncio.wait_for(second, 10)
+
+    assert asyncio.run(main()) == ((200, b"from b"), False)
 
 
 def test_a_broken_shared_file_costs_sharing_not_answers(tmp_path, caplog):

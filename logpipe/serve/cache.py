@@ -26,6 +26,7 @@ import asyncio
 import hashlib
 import logging
 import math
+import os
 import random
 import sqlite3
 import time
@@ -46,7 +47,9 @@ log = logging.getLogger(__name__)
 Answer = tuple[int, bytes]
 """A rendered answer: HTTP status and JSON body."""
 SHARED_POLL_SECONDS = 0.01
-"""How often a worker waiting for another's computation (SharedAnswers) asks again."""
+MAX_SHARED_POLL_SECONDS = 0.1
+"""A worker waiting for another's computation (SharedAnswers) asks again after 10 ms, then
+twice as long each time up to 100 ms: a few reads a second per waiting answer."""
 MAX_QUERY_BYTES = 256
 """Longer query strings are not learned: FastAPI ignores unknown parameters, so a client
 could otherwise fill the table with padding (uvicorn accepts 64 KiB)."""
@@ -81,18 +84,19 @@ class SharedAnswers:
     one SQLite file in the server's private directory (0700, removed when it stops), by a
     SHA-256 of the answer's key, with the time its computation began.
 
-    A worker about to compute an answer first claims it (`claim`): if another worker's
-    computation of it began at `since` or later, it gets that answer, or, while that one
-    still runs, the claim's start (it waits and asks again); otherwise its claim is written
-    and it computes, then `offer`s the answer (or `release`s the claim when it fails).
-    Claim and check are one transaction, so of two workers only one computes.
+    A worker about to compute an answer first claims it (`claim`): if a computation of it
+    began at `since` or later, it gets that answer, or, while that computation runs in a
+    live process, the claim's start (it waits and asks again: reads only, no lock);
+    otherwise it writes its own claim, computes, and `offer`s the answer (or `release`s the
+    claim when it fails). Check and claim are one write transaction, so of two workers only
+    one computes; a claim left by a process that died is ignored (its pid is in the row).
 
     Bound: at most `max_entries` rows, the latest written (older ones are deleted as new
     ones arrive, and rows older than `max_age` too, since no one may take them). The file
-    is a cache: after an SQLite error (logged once) this worker shares nothing more and
-    computes its answers itself. A claim waits at most `busy_timeout` seconds for another
-    worker's write. The clock must be the same in every process: time.monotonic is
-    system-wide on Linux."""
+    is a cache: a write that waits more than `busy_timeout` for another worker's is skipped
+    (that answer is computed without a claim, or not offered); after any other SQLite error
+    (logged once) this worker shares nothing more and computes its answers itself. The
+    clock must be the same in every process: time.monotonic is system-wide on Linux."""
 
     def __init__(
         self,
@@ -106,18 +110,14 @@ class SharedAnswers:
         self._max_age = max_age
         self._max_entries = max_entries
         self._clock = clock
+        self._owner = random.getrandbits(62)  # this cache among those of one process
+        self._pid = os.getpid()
         self._db: sqlite3.Connection | None = None
         try:
             self._db = sqlite3.connect(path, timeout=busy_timeout, isolation_level=None)
             self._db.execute("PRAGMA synchronous = OFF")  # a cache: a crash may lose it all
         except sqlite3.Error as exc:
-            self._broken(exc)
-
-    def _broken(self, exc: sqlite3.Error) -> None:
-        log.warning("shared answers: %s; this worker computes its answers alone", exc)
-        if self._db is not None:
-            self._db.close()
-        self._db = None
+            self._failed(exc)
 
     @staticmethod
     def create(path: Path) -> None:
@@ -127,7 +127,8 @@ class SharedAnswers:
             db.execute("PRAGMA journal_mode = WAL")  # readers never wait for a writer
             db.execute(
                 "CREATE TABLE IF NOT EXISTS answers (id INTEGER PRIMARY KEY, key BLOB UNIQUE,"
-                " started REAL NOT NULL, status INTEGER, body BLOB)"  # NULL: being computed
+                " started REAL NOT NULL, owner INTEGER NOT NULL, pid INTEGER NOT NULL,"
+                " status INTEGER, body BLOB)"  # no body: being computed
             )
         finally:
             db.close()
@@ -138,44 +139,62 @@ class SharedAnswers:
         return hashlib.sha256(repr(key).encode()).digest()
 
     def claim(self, key: Hashable, *, since: float, now: float) -> _Computed | float | None:
-        """Another worker's answer of `key` computed from `since` on; or the start of its
-        computation while it runs; or None: this worker computes it, from `now`."""
-        db = self._db
+        """An answer of `key` computed from `since` on; or the start of its computation
+        while that runs; or None: this worker computes it, from `now`."""
+        db, hashed = self._db, self._hash(key)
         if db is None:
             return None
         try:
-            with db:  # BEGIN IMMEDIATE: claims are one at a time
-                db.execute("BEGIN IMMEDIATE")
-                row = db.execute(
-                    "SELECT started, status, body FROM answers WHERE key = ? AND started >= ?",
-                    (self._hash(key), since),
-                ).fetchone()
-                if row is None:
+            found = self._found(db, hashed, since)
+            if found is not None:
+                return found
+            with db:
+                db.execute("BEGIN IMMEDIATE")  # claims are one at a time
+                found = self._found(db, hashed, since)
+                if found is None:
                     db.execute(
-                        "INSERT OR REPLACE INTO answers (key, started) VALUES (?, ?)",
-                        (self._hash(key), now),
+                        "INSERT OR REPLACE INTO answers (key, started, owner, pid)"
+                        " VALUES (?, ?, ?, ?)",
+                        (hashed, now, self._owner, self._pid),
                     )
+                    self._prune(db)
+            return found
         except sqlite3.Error as exc:
-            self._broken(exc)
+            self._failed(exc)
             return None
+
+    def _found(
+        self, db: sqlite3.Connection, hashed: bytes, since: float
+    ) -> _Computed | float | None:
+        row = db.execute(
+            "SELECT started, owner, pid, status, body FROM answers WHERE key = ? AND started >= ?",
+            (hashed, since),
+        ).fetchone()
         if row is None:
             return None
-        started, status, body = row
-        return started if body is None else _Computed(started, (status, body), taken=True)
+        started, owner, pid, status, body = row
+        if body is not None:
+            return _Computed(started, (status, body), taken=owner != self._owner)
+        return started if _alive(pid) else None
 
     def offer(self, key: Hashable, computed: _Computed) -> None:
-        """The answer of this worker's claim (or of a computation it made without one)."""
+        """The answer of this worker's claim (or of a computation it made without one); it
+        replaces no answer or claim that began later."""
         status, body = computed.answer
         self._write(
-            "INSERT OR REPLACE INTO answers (key, started, status, body) VALUES (?, ?, ?, ?)",
-            (self._hash(key), computed.started, status, body),
+            "INSERT INTO answers (key, started, owner, pid, status, body)"
+            " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (key) DO UPDATE SET"
+            " started = excluded.started, owner = excluded.owner, pid = excluded.pid,"
+            " status = excluded.status, body = excluded.body"
+            " WHERE excluded.started >= answers.started",
+            (self._hash(key), computed.started, self._owner, self._pid, status, body),
         )
 
     def release(self, key: Hashable, started: float) -> None:
         """Drop this worker's claim of `key`, made at `started`: its computation failed."""
         self._write(
-            "DELETE FROM answers WHERE key = ? AND started = ? AND body IS NULL",
-            (self._hash(key), started),
+            "DELETE FROM answers WHERE key = ? AND started = ? AND owner = ? AND body IS NULL",
+            (self._hash(key), started, self._owner),
         )
 
     def _write(self, sql: str, values: tuple[Any, ...]) -> None:
@@ -185,13 +204,39 @@ class SharedAnswers:
         try:
             with db:
                 db.execute("BEGIN IMMEDIATE")
-                last = db.execute(sql, values).lastrowid or 0
-                db.execute(
-                    "DELETE FROM answers WHERE id <= ? OR started < ?",
-                    (last - self._max_entries, self._clock() - self._max_age),
-                )
+                db.execute(sql, values)
+                self._prune(db)
         except sqlite3.Error as exc:
-            self._broken(exc)
+            self._failed(exc)
+
+    def _prune(self, db: sqlite3.Connection) -> None:
+        db.execute(
+            "DELETE FROM answers WHERE id <= (SELECT max(id) FROM answers) - ? OR started < ?",
+            (self._max_entries, self._clock() - self._max_age),
+        )
+
+    def _failed(self, exc: sqlite3.Error) -> None:
+        if getattr(exc, "sqlite_errorcode", None) in _BUSY:
+            return  # another worker's write took too long: this one is skipped
+        log.warning("shared answers: %s; this worker computes its answers alone", exc)
+        if self._db is not None:
+            self._db.close()
+        self._db = None
+
+
+_BUSY = (5, 6)
+"""SQLITE_BUSY, SQLITE_LOCKED: another connection held the lock past the busy timeout."""
+
+
+def _alive(pid: int) -> bool:
+    """Whether process `pid` exists (a claim of a process that died is nobody's)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's: alive
+        return True
+    return True
 
 
 class _Learned(NamedTuple):
@@ -246,7 +291,7 @@ class ResponseCache:
         self._shared = (
             SharedAnswers(shared, max_age=ttl, clock=clock) if shared and ttl > 0 else None
         )
-        self._polls = int(patience / SHARED_POLL_SECONDS)
+        self._patience = patience
 
     async def get(
         self,
@@ -312,7 +357,8 @@ class ResponseCache:
         if shared is not None:
             claimed = await self._claim(shared, key, held)
             if isinstance(claimed, _Computed):
-                SHARED_ANSWERS.inc()
+                if claimed.taken:
+                    SHARED_ANSWERS.inc()
                 return claimed
             started = claimed
         try:
@@ -327,18 +373,23 @@ class ResponseCache:
         return computed
 
     async def _claim(self, shared: SharedAnswers, key: Hashable, held: float) -> _Computed | float:
-        """Another worker's answer of `key` if its computation began recently enough to be
-        fresh for any lifetime given here (so taking it never starts a refresh, and of two
-        workers the one whose answer expires first computes for both), waiting up to
-        `patience` while it runs; else when this worker's computation begins."""
-        for _ in range(self._polls):
+        """An answer of `key` (another worker's, or this one's still running) if its
+        computation began recently enough to be fresh for any lifetime given here (so
+        taking it never starts a refresh, and of two workers the one whose answer expires
+        first computes for both) and is newer than the one held; waiting up to `patience`
+        (real time) while it runs. Else the time this worker's own computation begins."""
+        give_up = time.monotonic() + self._patience
+        pause = SHARED_POLL_SECONDS
+        while True:
             started = self._clock()
             since = max(started - self.ttl * (1 - self._jitter), math.nextafter(held, math.inf))
             found = shared.claim(key, since=since, now=started)
             if found is None or isinstance(found, _Computed):
                 return started if found is None else found
-            await asyncio.sleep(SHARED_POLL_SECONDS)  # being computed by another worker
-        return self._clock()
+            if time.monotonic() >= give_up:
+                return self._clock()  # computed without a claim
+            await asyncio.sleep(pause)  # being computed: ask again, less often
+            pause = min(2 * pause, MAX_SHARED_POLL_SECONDS)
 
     def _settle(
         self, key: Hashable, stale: _Entry | None, task: asyncio.Future[_Computed]
