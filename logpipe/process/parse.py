@@ -361,8 +361,8 @@ def parse_text_chunk(chunk: Chunk) -> Parsed:
 
     def careful(start: int, end: int) -> None:
         for line in text[start:end].split("\n"):
-            if line.strip():
-                raw = line.encode("ascii")
+            raw = line.encode("ascii")
+            if raw.strip():  # parse_chunk's test: str.strip would also drop \x1c-\x1f
                 offset = chunk.offset + start
                 _parse_one(chunk, raw, offset, parse_text_line, points, rejects, touched)
             start += len(line) + 1
