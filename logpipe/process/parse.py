@@ -309,15 +309,20 @@ def cut_line(chunk: Chunk) -> Parsed:
 
 def parse_chunk(chunk: Chunk, parse_line: Callable[[str], Request] = parse_text_line) -> Parsed:
     """Turn every line of a chunk into a point or a reject (blank lines are neither)."""
-    points: list[str] = []
-    rejects: list[Reject] = []
-    days: set[tuple[str, int]] = set()
-    offset = chunk.offset
-    for raw in chunk.data.split(b"\n"):
-        if raw.strip():
-            _parse_one(chunk, raw, offset, parse_line, points, rejects, days)
+    parsed = Parsed([], [], set())
+    _parse_lines(chunk, chunk.data, chunk.offset, parse_line, parsed)
+    return parsed
+
+
+def _parse_lines(
+    chunk: Chunk, data: bytes, offset: int, parse_line: Callable[[str], Request], into: Parsed
+) -> None:
+    """The lines of `data` (found at `offset` in chunk's file), one by one, into `into`;
+    the one careful path of both parse_chunk and parse_text_chunk."""
+    for raw in data.split(b"\n"):
+        if raw.strip():  # bytes.strip: ASCII whitespace only (str.strip also drops \x1c-\x1f)
+            _parse_one(chunk, raw, offset, parse_line, into.points, into.rejects, into.days)
         offset += len(raw) + 1
-    return Parsed(points, rejects, days)
 
 
 def _latency_text(text: str) -> str:
@@ -359,13 +364,11 @@ def parse_text_chunk(chunk: Chunk) -> Parsed:
     slot = chunk.salt + chunk.offset  # + the line's index in text, mod 10**9: its slot
     done = 0  # text before this index is handled
 
+    parsed = Parsed(points, rejects, touched)
+
     def careful(start: int, end: int) -> None:
-        for line in text[start:end].split("\n"):
-            raw = line.encode("ascii")
-            if raw.strip():  # parse_chunk's test: str.strip would also drop \x1c-\x1f
-                offset = chunk.offset + start
-                _parse_one(chunk, raw, offset, parse_text_line, points, rejects, touched)
-            start += len(line) + 1
+        data = chunk.data[start:end]  # ASCII: character offsets are byte offsets
+        _parse_lines(chunk, data, chunk.offset + start, parse_text_line, parsed)
 
     for found in _TEXT_FAST.finditer(text):
         start = found.start()
@@ -393,4 +396,4 @@ def parse_text_chunk(chunk: Chunk) -> Parsed:
         )
     if done < len(text):
         careful(done, len(text))
-    return Parsed(points, rejects, touched)
+    return parsed
