@@ -115,6 +115,30 @@ def test_the_fast_text_path_gives_what_the_careful_path_gives():
     assert fast.days == careful.days == {("cust_2", 1791244800)}  # 2026-10-06, 00:00Z
 
 
+@pytest.mark.parametrize(
+    "latency",
+    [
+        "0",
+        "0.000",
+        "0.0001",
+        "0.00010",
+        "0.00009999",
+        "0.00001",
+        "0.000000001",
+        "1.10",
+        "0.30000000000000004"[:11],
+        "123456789.123456789",
+        "999999999.999999999",
+        "100000000",
+    ],
+)
+def test_the_fast_text_path_writes_a_latency_as_the_careful_path(latency):
+    """Python's repr writes 1e-05 where polars writes 0.00001: such lines take the careful
+    path; from 1e-4 up both write the same shortest text."""
+    chunk = Chunk("a", 0, GOOD.replace("0.524", latency).encode() + b"\n", salt=3)
+    assert parse_text_chunk(chunk).points == parse_chunk(chunk).points != []
+
+
 def test_a_chunk_tells_the_customers_and_utc_days_of_its_points():
     lines = [GOOD, GOOD.replace("cust_2", "b"), "2026-10-07 00:00:00 b /x 200 0.1", "junk"]
     chunk = Chunk("/logs/a.log", 0, "\n".join(lines).encode() + b"\n")
