@@ -60,7 +60,7 @@ statuses = mostly(
 valid_latencies = st.one_of(
     st.decimals(min_value=0, max_value=100, places=3).map(str),  # 0.500, 7.000
     st.from_regex(r"[0-9]{1,10}(\.[0-9]{0,10})?", fullmatch=True),  # 1., 007, 1.00001
-    # around 1e-4, below which repr writes an exponent (1e-05) and polars does not
+    # around 1e-4, below which repr writes an exponent (1e-05)
     st.from_regex(r"0\.0000?[0-9]{1,5}", fullmatch=True),
 )
 latencies = mostly(

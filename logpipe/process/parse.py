@@ -8,22 +8,12 @@ Three line formats: the seed text format, JSON lines and logfmt.
 from __future__ import annotations
 
 import math
-import os
 import re
 from collections.abc import Callable
 from datetime import date, datetime, timezone
 from functools import lru_cache
-from typing import NamedTuple
+from typing import NamedTuple, TypeVar
 from zoneinfo import ZoneInfo
-
-# polars, set before it starts: one thread (the dataflow's; InfluxDB needs the other core
-# more than a chunk needs two), and its allocator hands freed pages back at once instead of
-# holding them 10 s. Together with smaller chunks and a shorter sink queue they took the
-# processor's peak RSS from 166 to 135 MB on 200,000 lines (bench/RESULTS.md, 2026-12-02).
-os.environ.setdefault("POLARS_MAX_THREADS", "1")
-os.environ.setdefault("_RJEM_MALLOC_CONF", "narenas:1,dirty_decay_ms:0,muzzy_decay_ms:0")
-
-import polars as pl
 
 from logpipe.config import MEASUREMENT
 from logpipe.schema import (
@@ -104,11 +94,17 @@ class Parsed(NamedTuple):
 
 _DAYS: dict[str, int] = {}
 _CLOCKS: dict[str, int] = {}
-"""Valid date and time-of-day texts seen, to their seconds (most lines of a log share a few
-dates, and a day has 86,400 times)."""
+"""Valid date and time-of-day texts seen, to their seconds: the cache of both parse paths,
+plain dicts so that the fast path can look them up inline (a function call per line is
+measurably slower there)."""
+_LATENCIES: dict[str, str] = {}
+"""Latency texts the fast path has seen, to how the careful path writes them (`0.500` and
+`0.5` are one float, written `0.5`)."""
+
+_Cached = TypeVar("_Cached", int, str)
 
 
-def _remember(seen: dict[str, int], text: str, value: int, limit: int) -> int:
+def _remember(seen: dict[str, _Cached], text: str, value: _Cached, limit: int) -> _Cached:
     if len(seen) >= limit:
         seen.clear()
     seen[text] = value
@@ -244,22 +240,22 @@ def parse_text_line(line: str, zone: str = "UTC") -> Request:
 
 # -- chunks ---------------------------------------------------------------------------------
 
-# The common case, tested by polars over a whole chunk at once: a seed line whose every field
-# is valid as it stands and whose path needs no escaping. Any other line takes the careful
-# path. ASCII classes only (the chunk is ASCII, see parse_text_chunk); the path excludes every
-# control character (NUL included: the careful path dead-letters a line with one) and every
-# whitespace character str.split() splits on, so a line ending in `\r` is not taken either.
-_TEXT_FAST = (
-    r"^[0-9]{4}-[0-9]{2}-[0-9]{2} [0-9]{2}:[0-9]{2}:[0-9]{2} [A-Za-z0-9_.:-]{1,128}"
-    r' [^\x00-\x20"\\\x7f]{1,2048} [1-5][0-9][0-9] [0-9]{1,9}(?:\.[0-9]{1,9})?$'
+# The common case in one C-level match: a seed line whose every field is valid as it stands
+# and whose path needs no escaping. Anything else takes the careful path, line by line.
+# ASCII classes only: the chunk is ASCII (see parse_text_chunk) and `\d` would take other
+# digits; the path excludes every control character (NUL included: the careful path
+# dead-letters a line with one) and every whitespace character str.split() splits on.
+_TEXT_FAST = re.compile(
+    r"^([0-9]{4}-[0-9]{2}-[0-9]{2}) ([0-9]{2}:[0-9]{2}:[0-9]{2}) ([A-Za-z0-9_.:-]{1,128})"
+    r' ([^\x00-\x20"\\\x7f]{1,2048}) ([1-5][0-9][0-9]) ([0-9]{1,9}(?:\.[0-9]{1,9})?)\r?$',
+    re.MULTILINE,
 )
-_TEXT_FIELDS = ["day", "clock", "customer_id", "path", "status", "latency"]
-_STATUSES = [str(status) for status in range(100, 600)]
-_STATUS_FIELDS = [f",status_class={status_class(int(s))} status={s}i,latency=" for s in _STATUSES]
+_STATUS_FIELDS = {
+    str(status): f",status_class={status_class(status)} status={status}i,latency="
+    for status in range(100, 600)
+}
 """What follows the customer id in a point, up to the latency, for each status the fast
 pattern takes (as point_line writes it)."""
-_SHORTEST_POSITIONAL = 1e-4
-"""The smallest float that Python's repr, and so point_line, writes without an exponent."""
 
 
 def _reject(chunk: Chunk, offset: int, reason: str, raw: bytes) -> Reject:
@@ -329,98 +325,75 @@ def _parse_lines(
         offset += len(raw) + 1
 
 
-def _known_day(text: str) -> int | None:
-    try:
-        return _day_start(text)
-    except ParseError:
-        return None
+def _latency_text(text: str) -> str:
+    """The latency as point_line writes it (the float's repr), remembered."""
+    return _remember(_LATENCIES, text, repr(parse_latency(text)), 65536)
 
 
 def parse_text_chunk(chunk: Chunk) -> Parsed:
-    """parse_chunk for the seed format with UTC timestamps, with polars: the same points,
-    byte for byte and in the same order, the same rejects and the same days (a hypothesis
-    test holds it to that, tests/test_parse_properties.py). About a third of the CPU of a
-    regex in Python, which is what made the processor cost as much CPU per line as InfluxDB.
+    """parse_chunk for the seed format with UTC timestamps, faster: the same points, byte
+    for byte and in the same order, the same rejects and the same days (a hypothesis test
+    holds it to that, tests/test_parse_properties.py).
 
-    polars splits the chunk into lines, tests each against _TEXT_FAST, cuts it into its six
-    fields and builds the line protocol of the lines it takes; every other line (a blank
-    line too) goes through parse_chunk's own per-line path, and its point, if it has one,
-    is put back in its line's place. Why a line taken becomes what parse_chunk makes of it,
-    field by field:
+    One regex pass over the chunk takes the common lines; the lines between its matches, and
+    lines with an impossible date or time, go through parse_chunk's own per-line path, in
+    the order of the chunk. Why a line the pattern takes becomes what parse_chunk makes of
+    it, field by field:
 
-    - the chunk is ASCII, so a line's length in characters is its length in bytes, it is
-      valid UTF-8 and, its fields being bounded, shorter than MAX_LINE_BYTES; no class
-      admits NUL;
-    - fields are separated by single spaces and hold no whitespace, so `line.split()` and
-      polars' split at the first five spaces give the same six fields;
-    - the date goes through _day_start itself (once per distinct date of the chunk), so an
-      impossible date, or one InfluxDB cannot store, goes to the careful path and its reason;
-    - the time is two digits, `:`, two digits, `:`, two digits, and is taken only when
-      hours <= 23, minutes <= 59 and seconds <= 59, as _second_of_day requires, which gives
-      the same hours * 3600 + minutes * 60 + seconds;
+    - the chunk is ASCII, so a line's character offset is its byte offset, it is valid UTF-8
+      and, its fields being bounded, shorter than MAX_LINE_BYTES; no class admits NUL;
+    - fields are separated by single spaces and hold no whitespace (a trailing `\\r` is
+      whitespace), so `line.split()` gives exactly these six fields;
+    - the date and time go through _day_start and _second_of_day, or their caches, which
+      hold only what those returned (so an impossible date, or one InfluxDB cannot store,
+      goes to the careful path and its reason);
     - the customer pattern is the schema's rule, and its characters need no tag escaping;
     - a status of three digits from 100 to 599 is written as parsed (`int(s)` prints `s`);
-    - the latency, at most 9 + 9 digits, is parsed by polars to the nearest double as
-      `float()` parses it, and written by polars as the shortest text that reads back as
-      that double, which is Python's repr for 0 and for every value from 1e-4 up to 1e16;
-      a latency below 1e-4 (repr writes `1e-05`) goes to the careful path;
+    - the latency is written as point_line writes it, the repr of parse_latency's float;
     - the path holds neither `"` nor `\\`, the only characters a field string escapes;
-    - the timestamp is point_timestamp's, with the line's offset in the file: below 2**63,
-      as _day_start keeps the day a day away from InfluxDB's last second.
+    - the timestamp is point_timestamp's, with the line's offset in the file.
     """
-    if not chunk.data.isascii():  # lengths below count characters, which must be bytes
+    if not chunk.data.isascii():  # offsets below count characters, which must be bytes
         return parse_chunk(chunk)
-    lines = pl.Series([chunk.data.decode("ascii")]).str.split("\n").explode()
-    width = lines.str.len_bytes() + 1
-    fields = lines.str.splitn(" ", len(_TEXT_FIELDS)).struct.rename_fields(_TEXT_FIELDS)
-    frame = fields.struct.unnest().with_columns(
-        taken=lines.str.contains(_TEXT_FAST), start=width.cum_sum() - width
-    )
-    dates = frame.select(pl.col("day").filter("taken").unique())["day"].to_list()
-    day_start = pl.col("day").replace_strict(
-        dates, [_known_day(text) for text in dates], default=None, return_dtype=pl.Int64
-    )
-    hours, minutes, seconds = (
-        pl.col("clock").str.slice(at, 2).cast(pl.Int64, strict=False) for at in (0, 3, 6)
-    )
-    latency = pl.col("latency").cast(pl.Float64, strict=False)
-    taken = (
-        pl.col("taken")
-        & (hours <= 23)
-        & (minutes <= 59)
-        & (seconds <= 59)
-        & ((latency == 0) | (latency >= _SHORTEST_POSITIONAL))
-    )
-    slot = (chunk.salt + chunk.offset + pl.col("start")) % NS_PER_SECOND
-    stamp = (pl.col("day_start") + hours * 3600 + minutes * 60 + seconds) * NS_PER_SECOND + slot
-    point = pl.concat_str(
-        pl.lit(f"{MEASUREMENT},customer_id="),
-        pl.col("customer_id"),
-        pl.col("status").replace_strict(
-            _STATUSES, _STATUS_FIELDS, default=None, return_dtype=pl.String
-        ),
-        latency.cast(pl.String),
-        pl.lit(',path="'),
-        pl.col("path"),
-        pl.lit('" '),
-        stamp.cast(pl.String),
-    )
-    frame = frame.with_columns(day_start=day_start).with_columns(
-        point=pl.when(taken & pl.col("day_start").is_not_null()).then(point)
-    )
-    taken_days = frame.filter(pl.col("point").is_not_null()).select("customer_id", "day_start")
-    parsed = Parsed([], [], set(taken_days.unique().iter_rows()))
-    points = frame["point"]
-    others = frame.with_row_index().filter(pl.col("point").is_null())
-    places, careful_points = [], []
-    for index, start in others.select("index", "start").iter_rows():
-        line = Parsed([], parsed.rejects, parsed.days)
-        end = start + width[index] - 1
-        _parse_lines(chunk, chunk.data[start:end], chunk.offset + start, parse_text_line, line)
-        if line.points:
-            places.append(index)
-            careful_points.extend(line.points)  # one line, so one point at most
-    if places:
-        points = points.scatter(places, careful_points)
-    parsed.points.extend(points.drop_nulls().to_list())
+    text = chunk.data.decode("ascii")
+    points: list[str] = []
+    rejects: list[Reject] = []
+    touched: set[tuple[str, int]] = set()
+    append, touch = points.append, touched.add
+    days, clocks, latencies, statuses = _DAYS, _CLOCKS, _LATENCIES, _STATUS_FIELDS
+    slot = chunk.salt + chunk.offset  # + the line's index in text, mod 10**9: its slot
+    done = 0  # text before this index is handled
+
+    parsed = Parsed(points, rejects, touched)
+
+    def careful(start: int, end: int) -> None:
+        data = chunk.data[start:end]  # ASCII: character offsets are byte offsets
+        _parse_lines(chunk, data, chunk.offset + start, parse_text_line, parsed)
+
+    for found in _TEXT_FAST.finditer(text):
+        start = found.start()
+        if start > done:
+            careful(done, start)
+        done = found.end() + 1
+        day, clock, customer, path, status, latency = found.groups()
+        try:
+            day_start = days[day]
+            seconds = day_start + clocks[clock]
+            written = latencies[latency]
+        except KeyError:
+            try:
+                day_start = _day_start(day)
+                seconds = day_start + _second_of_day(clock)
+                written = _latency_text(latency)
+            except ParseError:
+                careful(start, done - 1)
+                continue
+        touch((customer, day_start))
+        stamp = seconds * NS_PER_SECOND + (slot + start) % NS_PER_SECOND
+        append(
+            f"{MEASUREMENT},customer_id={customer}{statuses[status]}{written}"
+            f',path="{path}" {stamp}'
+        )
+    if done < len(text):
+        careful(done, len(text))
     return parsed

@@ -29,9 +29,8 @@ from logpipe.rollup import marker_lines, new_token
 
 log = logging.getLogger(__name__)
 
-MAX_QUEUED = 2
-"""Point lists (one chunk's each) waiting for the writer; when full, the dataflow waits
-(bounded memory: the parser now outruns InfluxDB, so the queue is full most of the time)."""
+MAX_QUEUED = 8
+"""Point lists waiting for the writer; when full, the dataflow waits (bounded memory)."""
 IN_FLIGHT = 2
 """Batches being written at once by one sink partition."""
 MAX_BATCH_BYTES = 8 * 1024 * 1024
