@@ -100,6 +100,7 @@ TRICKY = [
     GOOD.replace("0.524", "7"),
     GOOD.replace("0.524", "1e-3"),  # valid, but not for the fast pattern
     GOOD.replace("/api/v1/resource3", '/say"hi"'),  # needs escaping
+    GOOD.replace("/api/v1/resource3", "/back\\slash"),  # needs escaping too
     GOOD.replace("/api/v1/resource3", "/a\x00b"),  # a NUL: dead-lettered
     GOOD.replace("09:42:36", "09:61:36"),  # matches the pattern, impossible time
     GOOD.replace("2026-10-06", "2026-02-30"),
@@ -118,8 +119,21 @@ def test_the_fast_text_path_gives_what_the_careful_path_gives(fast_path):
     chunk = Chunk("/logs/a.log", 77, data, salt=99)
     careful, fast = parse_chunk(chunk), fast_path(chunk)
     assert fast == careful  # the points byte for byte: 0.500 is written 0.5, 7 is 7.0
-    assert len(fast.points) == 7 * 50 and len(fast.rejects) == 6 * 50
+    assert len(fast.points) == 8 * 50 and len(fast.rejects) == 6 * 50
     assert fast.days == careful.days == {("cust_2", 1791244800)}  # 2026-10-06, 00:00Z
+
+
+@FAST_PATHS
+@pytest.mark.parametrize(
+    ("salt", "offset"), [(0, 10**9 - 150), (2**32 - 1, 2**40 + 193_404_829), (999, 0)]
+)
+def test_the_fast_text_path_wraps_the_timestamp_slot_as_the_careful_path(fast_path, salt, offset):
+    """The slot is (salt + the line's offset) mod 10**9, and the lines of one chunk may
+    cross a multiple of 10**9 (in the first two cases, salt + offset is 10**9 - 150 and
+    - 100 mod 10**9: the fourth, then the third of these 56-byte lines wraps to a small slot)."""
+    chunk = Chunk("a", offset, (GOOD + "\n").encode() * 5, salt=salt)
+    assert fast_path(chunk) == parse_chunk(chunk)
+    assert len(fast_path(chunk).points) == 5
 
 
 @FAST_PATHS
@@ -176,6 +190,40 @@ def test_a_time_influxdb_cannot_store_is_rejected_when_parsed(fast_path, line):
     (reject,) = parse_chunk(Chunk("a", 0, line.encode() + b"\n")).rejects
     assert "outside what InfluxDB stores" in reject.reason
     assert fast_path(Chunk("a", 0, line.encode() + b"\n")).rejects == [reject]
+
+
+@FAST_PATHS
+@pytest.mark.parametrize(
+    "stamp",
+    [
+        "2026-10-06 24:00:00",
+        "2026-10-06 23:60:00",
+        "2026-10-06 23:59:60",
+        "2026-10-06 23:59:59",
+        "2026-10-06 00:00:00",
+        "2026-02-29 12:00:00",
+        "2024-02-29 12:00:00",
+        "2100-02-29 12:00:00",
+        "2000-02-29 12:00:00",
+        "2026-04-31 12:00:00",
+        "2026-12-31 12:00:00",
+        "2026-13-01 12:00:00",
+        "2026-00-01 12:00:00",
+        "2026-01-00 12:00:00",
+        "0000-01-01 12:00:00",
+        "1677-09-22 23:59:59",
+        "1677-09-23 00:00:00",
+        "1969-12-31 23:59:59",
+        "2262-04-10 23:59:59",
+        "2262-04-11 00:00:00",
+        "9999-12-31 23:59:59",
+    ],
+)
+def test_the_fast_text_path_takes_a_date_and_time_as_the_careful_path(fast_path, stamp):
+    """Dates and times of the right shape but impossible, or just past what InfluxDB
+    stores, are the careful path's to refuse; their neighbours are points."""
+    chunk = Chunk("a", 11, f"{stamp} cust_2 /x 200 0.5\n".encode(), salt=5)
+    assert fast_path(chunk) == parse_chunk(chunk)
 
 
 def test_an_epoch_past_2262_is_rejected_when_parsed():
