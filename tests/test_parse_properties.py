@@ -6,7 +6,8 @@ from datetime import date
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from logpipe.process.parse import MAX_LINE_BYTES, Chunk, parse_chunk, parse_text_chunk
+from logpipe.process.parse import MAX_LINE_BYTES, Chunk, parse_chunk
+from tests.fast_paths import FAST_PATHS
 
 
 def mostly(valid, odd):
@@ -96,6 +97,7 @@ lines = st.one_of(
 endings = st.sampled_from(["\n", "\r\n"])
 
 
+@FAST_PATHS
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     body=st.lists(st.tuples(lines, endings), max_size=25),
@@ -111,22 +113,23 @@ endings = st.sampled_from(["\n", "\r\n"])
 )
 # a line of a character str.strip takes for whitespace and bytes.strip does not: a reject
 @example(body=[("\x1f", "\n")], last_newline=False, offset=0, salt=0)
-def test_the_fast_text_path_is_the_careful_path(body, last_newline, offset, salt):
+def test_the_fast_text_path_is_the_careful_path(fast_path, body, last_newline, offset, salt):
     text = "".join(line + ending for line, ending in body)
     if not last_newline and text.endswith("\n"):
         text = text[:-1]
     chunk = Chunk("/logs/a.log", offset, text.encode("utf-8", "surrogatepass"), salt, "id")
-    assert parse_text_chunk(chunk) == parse_chunk(chunk)
+    assert fast_path(chunk) == parse_chunk(chunk)
 
 
+@FAST_PATHS
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     body=st.lists(valid_seed_lines, min_size=1, max_size=30),
     offset=st.integers(0, 2**40),
     salt=st.integers(0, 2**32 - 1),
 )
-def test_the_fast_text_path_is_the_careful_path_on_valid_lines(body, offset, salt):
+def test_the_fast_text_path_is_the_careful_path_on_valid_lines(fast_path, body, offset, salt):
     chunk = Chunk("/logs/a.log", offset, "".join(f"{line}\n" for line in body).encode(), salt)
     careful = parse_chunk(chunk)
-    assert parse_text_chunk(chunk) == careful
+    assert fast_path(chunk) == careful
     assert len(careful.points) == len(body)  # valid fields make a valid line

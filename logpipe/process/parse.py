@@ -12,7 +12,7 @@ import re
 from collections.abc import Callable
 from datetime import date, datetime, timezone
 from functools import lru_cache
-from typing import NamedTuple, TypeVar
+from typing import NamedTuple, TypeVar, cast
 from zoneinfo import ZoneInfo
 
 from logpipe.config import MEASUREMENT
@@ -26,6 +26,19 @@ from logpipe.schema import (
     point_timestamp,
     status_class,
 )
+
+_ParseSeed = Callable[
+    [bytes, int, str], tuple[list[str | None], set[tuple[str, int]], list[tuple[int, int]]]
+]
+_parse_seed: _ParseSeed | None
+try:
+    from logpipe.process._fastparse import parse_seed as _compiled_parse_seed
+except ImportError:  # not built (optional, setup.py): parse_text_chunk takes the regex path
+    _parse_seed = None
+else:
+    _parse_seed = _compiled_parse_seed
+FAST_PATH_COMPILED = _parse_seed is not None
+"""Whether parse_text_chunk runs the C extension (tests check it is in use when built)."""
 
 MAX_LINE_BYTES = 64 * 1024
 RAW_LINE_LIMIT = 1024
@@ -332,8 +345,73 @@ def _latency_text(text: str) -> str:
 
 def parse_text_chunk(chunk: Chunk) -> Parsed:
     """parse_chunk for the seed format with UTC timestamps, faster: the same points, byte
-    for byte and in the same order, the same rejects and the same days (a hypothesis test
-    holds it to that, tests/test_parse_properties.py).
+    for byte and in the same order, the same rejects and the same days (hypothesis tests hold
+    both implementations to that, tests/test_parse_properties.py).
+
+    The C extension's path (parse_text_chunk_c) when it is built, else the regex path
+    (parse_text_chunk_regex): the extension is optional, a failed compile leaves it out."""
+    if _parse_seed is not None:
+        return parse_text_chunk_c(chunk)
+    return parse_text_chunk_regex(chunk)
+
+
+def parse_text_chunk_c(chunk: Chunk) -> Parsed:
+    """parse_text_chunk in C (logpipe/process/_fastparse.c); RuntimeError if not built.
+
+    The extension walks the chunk line by line and makes a point of each line that
+    _TEXT_FAST takes (the same classes and lengths, checked character by character) and
+    that passes the same checks as the regex path; every other line that is not blank comes
+    back as a byte span, with a None where its result belongs, and goes through parse_chunk's
+    own per-line path here, so the order is the chunk's. Why a line the C code takes becomes
+    what parse_chunk makes of it, field by field (as for parse_text_chunk_regex):
+
+    - the chunk is ASCII (checked here; the C code also refuses any byte >= 0x80 in a field),
+      so the line is valid UTF-8 and, its fields being bounded, shorter than MAX_LINE_BYTES;
+      no field admits NUL;
+    - fields are separated by single spaces and hold no whitespace (one trailing `\\r` is
+      dropped, as `split()` drops it), so `line.split()` gives exactly these six fields;
+    - the date is taken only if date.fromisoformat would take it (month 1-12, a day the month
+      has, leap years as the proleptic Gregorian calendar; year >= 1) and the day is inside
+      _day_start's bounds, computed with the same integers (days since 1970 * 86400); the time
+      only if hours <= 23, minutes <= 59 and seconds <= 59, as _second_of_day; anything else
+      goes to the careful path and its reason;
+    - the customer class is the schema's rule, and its characters need no tag escaping;
+    - the status, three digits from 100 to 599, is written as it stands, its class as the
+      first digit and `xx` (status_class);
+    - the latency is parsed with PyOS_string_to_double, the function float(str) uses, and
+      written with PyOS_double_to_string(x, 'r', 0, Py_DTSF_ADD_DOT_0), which is float's
+      repr; the pattern admits only finite numbers >= 0, which parse_latency accepts;
+    - the path holds neither `"` nor `\\`, the only characters a field string escapes;
+    - the timestamp is point_timestamp's: `base` is (salt + chunk offset) % 10**9 and the C
+      code adds the line's byte offset in the chunk, mod 10**9 (the same residue as Python's
+      for any ints); seconds * 10**9 fits an int64 inside _day_start's bounds;
+    - the days are (customer, day start), which is what parse_chunk's floor division of the
+      point's second gives (the time of day is 0..86399).
+
+    Blank lines (bytes.strip() leaves nothing; the C test is the same Py_ISSPACE set) make
+    nothing on either path."""
+    if _parse_seed is None:
+        raise RuntimeError("logpipe.process._fastparse is not built")
+    if not chunk.data.isascii():  # the argument above leans on it
+        return parse_chunk(chunk)
+    made, days, others = _parse_seed(
+        chunk.data, (chunk.salt + chunk.offset) % NS_PER_SECOND, MEASUREMENT
+    )
+    if not others:  # no None in made
+        return Parsed(cast("list[str]", made), [], days)
+    parsed = Parsed([], [], days)
+    done = 0  # made before this index is in parsed.points
+    for start, end in others:
+        slot = made.index(None, done)
+        parsed.points.extend(cast("list[str]", made[done:slot]))
+        _parse_lines(chunk, chunk.data[start:end], chunk.offset + start, parse_text_line, parsed)
+        done = slot + 1
+    parsed.points.extend(cast("list[str]", made[done:]))
+    return parsed
+
+
+def parse_text_chunk_regex(chunk: Chunk) -> Parsed:
+    """parse_text_chunk in Python, when the C extension is not built.
 
     One regex pass over the chunk takes the common lines; the lines between its matches, and
     lines with an impossible date or time, go through parse_chunk's own per-line path, in

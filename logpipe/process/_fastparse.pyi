@@ -1,0 +1,3 @@
+def parse_seed(
+    data: bytes, base: int, measurement: str, /
+) -> tuple[list[str | None], set[tuple[str, int]], list[tuple[int, int]]]: ...
