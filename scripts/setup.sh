@@ -32,8 +32,18 @@ ensure_wrk() {
   command -v wrk >/dev/null || apt_install wrk
 }
 
+# the C fast path of the parser (logpipe/process/_fastparse.c) needs a compiler and Python's
+# headers; without them it is left out and the tests refuse to run on the slower fallback
+ensure_compiler() {
+  command -v cc >/dev/null || apt_install gcc
+  local headers
+  headers=$(python3 -c 'import sysconfig; print(sysconfig.get_paths()["include"])')
+  [ -f "$headers/Python.h" ] || apt_install python3-dev
+}
+
 # .venv with logpipe (editable) and its test tools
 ensure_venv() {
+  ensure_compiler
   if [ ! -x .venv/bin/python ]; then
     python3 -m venv .venv 2>/dev/null || { apt_install python3-venv && python3 -m venv .venv; }
   fi
