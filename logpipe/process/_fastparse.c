@@ -155,6 +155,22 @@ typedef struct {
     int64_t seconds;
 } seed_line;
 
+/* The run of `allowed` characters at p[*i], of 1 to `max` of them and followed by a space:
+ * its length, with *i moved past the space; 0 (and *i left anywhere) if there is none. */
+static inline Py_ssize_t field_then_space(const unsigned char *p, Py_ssize_t n, Py_ssize_t *i,
+                                          int (*allowed)(unsigned char), Py_ssize_t max)
+{
+    const Py_ssize_t start = *i;
+    Py_ssize_t at = start;
+    while (at < n && allowed(p[at]))
+        at++;
+    const Py_ssize_t len = at - start;
+    if (len < 1 || len > max || at >= n || p[at] != ' ')
+        return 0;
+    *i = at + 1;
+    return len;
+}
+
 /* 1 if the line (without its '\n') is one _TEXT_FAST takes and the careful path turns into
  * a point; fills *out. 0 otherwise: the careful path decides (and says why). */
 static int match_seed(const unsigned char *p, Py_ssize_t n, seed_line *out)
@@ -187,22 +203,15 @@ static int match_seed(const unsigned char *p, Py_ssize_t n, seed_line *out)
         return 0;
 
     Py_ssize_t i = 20;
-    /* customer [A-Za-z0-9_.:-]{1,128} */
+    /* customer [A-Za-z0-9_.:-]{1,128}, path [^\x00-\x20"\\\x7f]{1,2048}, each then a space */
     const Py_ssize_t customer = i;
-    while (i < n && is_customer_char(p[i]))
-        i++;
-    const Py_ssize_t customer_len = i - customer;
-    if (customer_len < 1 || customer_len > CUSTOMER_MAX || i >= n || p[i] != ' ')
+    const Py_ssize_t customer_len = field_then_space(p, n, &i, is_customer_char, CUSTOMER_MAX);
+    if (customer_len == 0)
         return 0;
-    i++;
-    /* path [^\x00-\x20"\\\x7f]{1,2048} */
     const Py_ssize_t path = i;
-    while (i < n && is_path_char(p[i]))
-        i++;
-    const Py_ssize_t path_len = i - path;
-    if (path_len < 1 || path_len > PATH_MAX_LEN || i >= n || p[i] != ' ')
+    const Py_ssize_t path_len = field_then_space(p, n, &i, is_path_char, PATH_MAX_LEN);
+    if (path_len == 0)
         return 0;
-    i++;
     /* status [1-5][0-9][0-9], then a space */
     if (n - i < 5 || p[i] < '1' || p[i] > '5' || !is_digit(p[i + 1]) || !is_digit(p[i + 2]) ||
         p[i + 3] != ' ')
