@@ -58,7 +58,7 @@ CONNECTIONS = 64
 MAX_IN_FLIGHT = 1.25 * CONNECTIONS
 """A closed loop of 64 connections has at most 64 requests in flight: by Little's law the
 mean latency times the rate is at most 64 (wrk's figures give 62-68). A round beyond this
-measured with a clock that jumped (wrk times requests by the wall clock) and is run again."""
+cannot have been timed right (wrk times requests by the wall clock) and is run again."""
 
 
 def wrk(base: str, script: Path, seconds: int, *, retries: int = 2) -> dict[str, float]:
@@ -74,7 +74,7 @@ def wrk(base: str, script: Path, seconds: int, *, retries: int = 2) -> dict[str,
     in_flight = _ms(*mean.groups()) / 1000 * rate
     if in_flight > MAX_IN_FLIGHT and retries:
         print(f"  a round with {in_flight:.0f} requests in flight on average, more than"
-              f" {CONNECTIONS} connections can have: wrk's clock jumped; run again")  # fmt: skip
+              f" {CONNECTIONS} connections can have: not timed right; run again")  # fmt: skip
         return wrk(base, script, seconds, retries=retries - 1)
     p50 = re.search(r"\s50%\s+([\d.]+)(us|ms|s)", out)
     p99 = re.search(r"\s99%\s+([\d.]+)(us|ms|s)", out)
