@@ -234,7 +234,10 @@ def main() -> dict[str, float]:
         f"stored by `process --once` in {loaded.seconds:.1f} s; rollups of the closed days"
         f" built by `logpipe rollup` in {rolled.seconds:.1f} s ({rolled.output.strip()})"
     )
-    print(f"API under 64 clients, {args.seconds} s each, uvicorn with {args.workers} workers,")
+    print(
+        f"API under {CONNECTIONS} clients, {args.seconds} s each,"
+        f" uvicorn with {args.workers} workers,"
+    )
     print(f"random customer of {CUSTOMERS} over {first}..{last} ({args.lines:,} requests stored)")
     rounds = ", ".join(
         f"{on['rps']:.0f}/{bare['rps']:.0f} req/s, p99 {on['p99_ms']:.1f}/{bare['p99_ms']:.1f} ms,"
